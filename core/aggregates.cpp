@@ -1,0 +1,193 @@
+#include "core/aggregates.h"
+
+#include <algorithm>
+
+namespace shop {
+namespace {
+
+Rejection reject(RejectReason reason, std::string detail) { return {reason, std::move(detail)}; }
+
+std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+ProductLots* findLots(Customer& c, std::string_view product) {
+  for (auto& h : c.holdings) {
+    if (h.product == product) return &h;
+  }
+  return nullptr;
+}
+
+// The refund for returning `quantity` units, taken from the most recent lots
+// first. Requires quantity <= units held. Returns false on overflow.
+bool refundFor(const ProductLots& lots, Quantity quantity, Money& refund) {
+  refund = 0;
+  for (auto it = lots.lots.rbegin(); it != lots.lots.rend() && quantity > 0; ++it) {
+    Quantity take = std::min(quantity, it->quantity);
+    Money part;
+    if (__builtin_mul_overflow(take, it->unitPrice, &part)) return false;
+    if (__builtin_add_overflow(refund, part, &refund)) return false;
+    quantity -= take;
+  }
+  return true;
+}
+
+}  // namespace
+
+Quantity Customer::unitsHeld(std::string_view product) const {
+  for (const auto& h : holdings) {
+    if (h.product == product) {
+      Quantity n = 0;
+      for (const auto& lot : h.lots) n += lot.quantity;
+      return n;
+    }
+  }
+  return 0;
+}
+
+CustomerView Customer::view(std::string_view id) const {
+  CustomerView v{std::string(id), balance, {}};
+  v.holdings.reserve(holdings.size());
+  for (const auto& h : holdings) {
+    Holding out{h.product, 0, 0};
+    for (const auto& lot : h.lots) {
+      out.quantity += lot.quantity;
+      out.paid += lot.quantity * lot.unitPrice;
+    }
+    v.holdings.push_back(std::move(out));
+  }
+  return v;
+}
+
+Decision decideCreate(const Customer* state, const CreateCustomer& cmd) {
+  if (state) return reject(RejectReason::customerExists, "customer " + quoted(cmd.customer) + " exists");
+  return CustomerCreated{cmd.customer, cmd.initialBalance};
+}
+
+Decision decideDeposit(const Customer* state, const Deposit& cmd) {
+  if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
+  Money balance;
+  if (__builtin_add_overflow(state->balance, cmd.amount, &balance)) {
+    return reject(RejectReason::overflow, "balance would exceed the Int64 range");
+  }
+  return FundsDeposited{cmd.customer, cmd.amount, balance};
+}
+
+Decision decideDebit(const Customer* state, const BuyProduct& cmd, Money unitPrice) {
+  if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
+  Money cost;
+  if (__builtin_mul_overflow(unitPrice, cmd.quantity, &cost)) {
+    return reject(RejectReason::overflow, "price times quantity exceeds the Int64 range");
+  }
+  if (cost > state->balance) {
+    return reject(RejectReason::insufficientFunds, "costs " + std::to_string(cost) + ", balance is " +
+                                                       std::to_string(state->balance));
+  }
+  return ProductBought{cmd.customer, cmd.product, cmd.quantity, unitPrice, state->balance - cost};
+}
+
+Decision decideReturn(const Customer* state, const ReturnProduct& cmd) {
+  if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
+  Quantity held = state->unitsHeld(cmd.product);
+  if (held < cmd.quantity) {
+    return reject(RejectReason::notOwned, "customer " + quoted(cmd.customer) + " holds " +
+                                              std::to_string(held) + " of " + quoted(cmd.product) +
+                                              ", returns " + std::to_string(cmd.quantity));
+  }
+  Money refund, balance;
+  const ProductLots* lots = nullptr;
+  for (const auto& h : state->holdings) {
+    if (h.product == cmd.product) lots = &h;
+  }
+  if (!refundFor(*lots, cmd.quantity, refund) ||
+      __builtin_add_overflow(state->balance, refund, &balance)) {
+    return reject(RejectReason::overflow, "refund would exceed the Int64 range");
+  }
+  return ProductReturned{cmd.customer, cmd.product, cmd.quantity, refund, balance};
+}
+
+void applyToCustomer(Customer& state, const EventBody& event) {
+  if (auto* e = std::get_if<CustomerCreated>(&event)) {
+    state = Customer{e->initialBalance, {}};
+  } else if (auto* e = std::get_if<FundsDeposited>(&event)) {
+    state.balance = e->balance;
+  } else if (auto* e = std::get_if<ProductBought>(&event)) {
+    state.balance = e->balance;
+    ProductLots* lots = findLots(state, e->product);
+    if (!lots) lots = &state.holdings.emplace_back(ProductLots{e->product, {}});
+    if (!lots->lots.empty() && lots->lots.back().unitPrice == e->unitPrice) {
+      lots->lots.back().quantity += e->quantity;  // same price: one lot is enough
+    } else {
+      lots->lots.push_back(Lot{e->unitPrice, e->quantity});
+    }
+  } else if (auto* e = std::get_if<ProductReturned>(&event)) {
+    state.balance = e->balance;
+    ProductLots* lots = findLots(state, e->product);
+    Quantity left = e->quantity;
+    while (lots && left > 0 && !lots->lots.empty()) {
+      Lot& last = lots->lots.back();
+      Quantity take = std::min(left, last.quantity);
+      last.quantity -= take;
+      left -= take;
+      if (last.quantity == 0) lots->lots.pop_back();
+    }
+    if (lots && lots->lots.empty()) {
+      std::erase_if(state.holdings, [&](const ProductLots& h) { return h.product == e->product; });
+    }
+  }
+}
+
+Decision decideAdd(const Product* state, const AddProduct& cmd) {
+  if (state) return reject(RejectReason::productExists, "product " + quoted(cmd.product) + " exists");
+  return ProductAdded{cmd.product, cmd.price, cmd.stock};
+}
+
+Decision decideRestock(const Product* state, const Restock& cmd) {
+  if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(cmd.product));
+  Quantity stock;
+  if (__builtin_add_overflow(state->stock, cmd.quantity, &stock)) {
+    return reject(RejectReason::overflow, "stock would exceed the Int64 range");
+  }
+  return ProductRestocked{cmd.product, cmd.quantity, stock};
+}
+
+std::optional<Rejection> checkReserve(const Product* state, const BuyProduct& cmd) {
+  if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(cmd.product));
+  if (state->stock < cmd.quantity) {
+    return reject(RejectReason::outOfStock, quoted(cmd.product) + " has " +
+                                                std::to_string(state->stock) + " in stock, wanted " +
+                                                std::to_string(cmd.quantity));
+  }
+  return std::nullopt;
+}
+
+void applyToProduct(Product& state, const EventBody& event) {
+  if (auto* e = std::get_if<ProductAdded>(&event)) {
+    state = Product{e->price, e->stock};
+  } else if (auto* e = std::get_if<ProductRestocked>(&event)) {
+    // Not `= e->stock`: that figure is net of buys still reserved when the
+    // restock was decided, whose ProductBought may be published after it.
+    state.stock += e->quantity;
+  } else if (auto* e = std::get_if<ProductBought>(&event)) {
+    state.stock -= e->quantity;
+  } else if (auto* e = std::get_if<ProductReturned>(&event)) {
+    state.stock += e->quantity;
+  }
+}
+
+void apply(ShopState& state, const Event& event) {
+  const auto& body = event.body;
+  if (std::holds_alternative<OperationRejected>(body)) return;
+  if (auto c = event.customer(); !c.empty()) {
+    applyToCustomer(state.customers[std::string(c)], body);
+  }
+  if (auto p = event.product(); !p.empty()) {
+    applyToProduct(state.products[std::string(p)], body);
+  }
+}
+
+ShopState replay(const std::vector<Event>& events) {
+  ShopState state;
+  for (const auto& e : events) apply(state, e);
+  return state;
+}
+
+}  // namespace shop

@@ -1,0 +1,233 @@
+// Domain values: commands, events, rejections and replies as plain C++ values.
+//
+// These mirror schemas/shop.capnp one to one; bus/codec translates between the
+// two. The engine works on these values so that core has no wire dependency
+// and a command costs no Cap'n Proto arena on the shard threads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace shop {
+
+// Money is always an integer count of minor units (e.g. cents).
+using Money = int64_t;
+using Quantity = int64_t;
+using Seq = uint64_t;
+
+// Client-chosen idempotency key (a UUID's 16 bytes).
+struct CommandId {
+  std::array<uint8_t, 16> bytes{};
+
+  bool operator==(const CommandId&) const = default;
+  std::string toHex() const;
+  // A fresh random id (uses a thread-local PRNG seeded from random_device).
+  static CommandId random();
+  // A deterministic id for tests and tools: `n` in the low bytes.
+  static CommandId fromNumber(uint64_t hi, uint64_t lo);
+};
+
+struct CommandIdHash {
+  size_t operator()(const CommandId& id) const noexcept;
+};
+
+// ---- commands -------------------------------------------------------------
+
+enum class CommandKind : uint8_t {
+  createCustomer,
+  deposit,
+  buyProduct,
+  returnProduct,
+  addProduct,
+  restock,
+  getCustomer,
+  readEvents,
+};
+std::string_view name(CommandKind kind);
+
+struct CreateCustomer {
+  std::string customer;
+  Money initialBalance = 0;
+};
+struct Deposit {
+  std::string customer;
+  Money amount = 0;
+};
+struct BuyProduct {
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+};
+struct ReturnProduct {
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+};
+struct AddProduct {
+  std::string product;
+  Money price = 0;
+  Quantity stock = 0;
+};
+struct Restock {
+  std::string product;
+  Quantity quantity = 0;
+};
+struct GetCustomer {
+  std::string customer;
+};
+struct ReadEvents {
+  Seq fromSeq = 0;         // inclusive; 0 means the oldest retained
+  uint32_t maxCount = 0;   // 0 means the engine's page limit
+};
+
+// Alternative order matches CommandKind.
+using CommandBody = std::variant<CreateCustomer, Deposit, BuyProduct, ReturnProduct, AddProduct,
+                                 Restock, GetCustomer, ReadEvents>;
+
+struct Command {
+  CommandId id;
+  CommandBody body;
+
+  CommandKind kind() const { return static_cast<CommandKind>(body.index()); }
+  // The customer the command is addressed to, or empty.
+  std::string_view customer() const;
+  // The product the command names, or empty.
+  std::string_view product() const;
+};
+
+// ---- events ---------------------------------------------------------------
+
+enum class RejectReason : uint8_t {
+  invalidId,
+  invalidAmount,
+  invalidQuantity,
+  customerExists,
+  unknownCustomer,
+  productExists,
+  unknownProduct,
+  outOfStock,
+  insufficientFunds,
+  notOwned,
+  overflow,
+  tooManyPending,
+  internalError,
+  retentionExceeded,
+};
+std::string_view name(RejectReason reason);
+
+struct CustomerCreated {
+  std::string customer;
+  Money initialBalance = 0;
+  bool operator==(const CustomerCreated&) const = default;
+};
+struct FundsDeposited {
+  std::string customer;
+  Money amount = 0;
+  Money balance = 0;
+  bool operator==(const FundsDeposited&) const = default;
+};
+struct ProductBought {
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  Money unitPrice = 0;
+  Money balance = 0;
+  bool operator==(const ProductBought&) const = default;
+};
+struct ProductReturned {
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  Money refund = 0;
+  Money balance = 0;
+  bool operator==(const ProductReturned&) const = default;
+};
+struct ProductAdded {
+  std::string product;
+  Money price = 0;
+  Quantity stock = 0;
+  bool operator==(const ProductAdded&) const = default;
+};
+struct ProductRestocked {
+  std::string product;
+  Quantity quantity = 0;
+  Quantity stock = 0;
+  bool operator==(const ProductRestocked&) const = default;
+};
+struct OperationRejected {
+  RejectReason reason = RejectReason::internalError;
+  CommandKind command = CommandKind::createCustomer;
+  std::string customer;
+  std::string product;
+  std::string detail;
+  bool operator==(const OperationRejected&) const = default;
+};
+
+using EventBody = std::variant<CustomerCreated, FundsDeposited, ProductBought, ProductReturned,
+                               ProductAdded, ProductRestocked, OperationRejected>;
+
+struct Event {
+  Seq seq = 0;
+  int64_t timestampNs = 0;  // publication time, ns since the Unix epoch
+  CommandId commandId;
+  EventBody body;
+
+  // The customer the event is about, or empty.
+  std::string_view customer() const;
+  // The product the event is about, or empty.
+  std::string_view product() const;
+};
+std::string_view eventName(const EventBody& body);
+
+// ---- replies --------------------------------------------------------------
+
+struct Rejection {
+  RejectReason reason = RejectReason::internalError;
+  std::string detail;
+};
+
+struct Holding {
+  std::string product;
+  Quantity quantity = 0;
+  Money paid = 0;  // total paid for the units still held
+  bool operator==(const Holding&) const = default;
+};
+
+struct CustomerView {
+  std::string customer;
+  Money balance = 0;
+  std::vector<Holding> holdings;
+  bool operator==(const CustomerView&) const = default;
+};
+
+struct EventPage {
+  std::vector<Event> events;
+  Seq headSeq = 0;
+};
+
+enum class ReplyStatus : uint8_t { accepted, rejected, customer, events };
+
+// The one answer to one command. Mutations carry their event (with its seq);
+// rejections carry the OperationRejected event that was published for them.
+struct Reply {
+  CommandId commandId;
+  ReplyStatus status = ReplyStatus::accepted;
+  std::optional<Event> event;         // accepted and rejected
+  std::optional<CustomerView> customer;  // status == customer
+  EventPage page;                     // status == events
+  Seq oldestSeq = 0;                  // rejected with retentionExceeded
+
+  const OperationRejected* rejection() const;
+};
+
+}  // namespace shop
+
+namespace shop {
+// One readable line, e.g. `#3 productBought customer=alice product=apple quantity=1 ...`.
+std::string describe(const Event& event);
+}  // namespace shop

@@ -1,0 +1,217 @@
+#include "core/shard.h"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace shop {
+
+std::string customerKey(std::string_view id) { return "c/" + std::string(id); }
+std::string productKey(std::string_view id) { return "p/" + std::string(id); }
+
+namespace {
+constexpr size_t kBatch = 64;
+
+template <typename T>
+T* findIn(auto& map, std::string_view id) {
+  auto it = map.find(id);
+  return it == map.end() ? nullptr : &it->second;
+}
+}  // namespace
+
+Shard::Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup)
+    : index_(index),
+      outbox_(outbox),
+      wakeup_(wakeup),
+      inboxToken_(inbox_),
+      outboxToken_(outbox_),
+      thread_([this] { run(); }) {}
+
+Shard::~Shard() {
+  if (thread_.joinable()) {
+    submit(ShardTask{.step = Step::stop});
+    resume();  // in case a test left the shard held
+    thread_.join();
+  }
+}
+
+void Shard::submit(ShardTask task) { inbox_.enqueue(inboxToken_, std::move(task)); }
+
+void Shard::resume() { resume_.signal(); }
+
+void Shard::run() {
+  moodycamel::ConsumerToken token(inbox_);
+  ShardTask batch[kBatch];
+  pendingOut_.reserve(kBatch);
+  for (;;) {
+    size_t n = inbox_.wait_dequeue_bulk(token, batch, kBatch);
+    bool stop = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (!stop) stop = handle(batch[i]);
+      batch[i] = ShardTask{};  // drop borrowed pointers and strings now
+    }
+    handled_.fetch_add(n, std::memory_order_relaxed);
+    flush();
+    if (stop) return;
+  }
+}
+
+// GCC 12 reports a false -Wstringop-overflow inside moodycamel's bulk enqueue
+// (an atomic load it cannot prove in bounds after inlining); GCC 13 does not.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+void Shard::flush() {
+  if (pendingOut_.empty()) return;
+  outbox_.enqueue_bulk(outboxToken_, std::make_move_iterator(pendingOut_.begin()),
+                       pendingOut_.size());
+  pendingOut_.clear();
+  wakeup_.notify();
+}
+#pragma GCC diagnostic pop
+
+bool Shard::handle(ShardTask& task) {
+  switch (task.step) {
+    case Step::stop:
+      return true;
+    case Step::hold:
+      flush();  // what was decided before the hold goes out now
+      resume_.wait();
+      return false;
+    case Step::armFault:
+      armedFaults_.insert(std::move(task.key));
+      return false;
+    case Step::snapshot: {
+      ShopState state;
+      for (const auto& [id, c] : customers_) state.customers.emplace(id, c);
+      for (const auto& [id, p] : products_) state.products.emplace(id, p);
+      task.snapshotOut->set_value(std::move(state));
+      return false;
+    }
+    case Step::release:
+    case Step::stockBack:
+      // Both put units back; the product exists since it reserved or sold them.
+      if (auto* p = findIn<Product>(products_, task.key)) p->stock += task.quantity;
+      return false;
+    case Step::execute:
+    case Step::reserve:
+    case Step::debit:
+      break;
+  }
+
+  ShardOutcome& out = pendingOut_.emplace_back();
+  out.op = task.op;
+  try {
+    decide(task, out);
+  } catch (const std::exception& e) {
+    // Supervision: decide() changes nothing before its last statement, which
+    // commits a fully built new state with a no-throw move. So the aggregate
+    // still holds the fold of its committed events, and only this command fails.
+    std::fprintf(stderr, "shard %u: internal error in %s: %s\n", index_,
+                 std::string(name(task.command->kind())).c_str(), e.what());
+    out.reserved = false;
+    out.result = Rejection{RejectReason::internalError, std::string("internal error: ") + e.what()};
+  }
+  return false;
+}
+
+void Shard::throwIfArmed(char kind, std::string_view id) {
+  if (armedFaults_.empty()) return;  // the common case builds no key
+  std::string key = kind == 'c' ? customerKey(id) : productKey(id);
+  if (armedFaults_.erase(key)) throw std::runtime_error("injected fault on " + key);
+}
+
+// Decides one command step and, when it succeeds, applies its event to a copy
+// of the aggregate that then replaces the live one.
+void Shard::decide(const ShardTask& task, ShardOutcome& out) {
+  const Command& cmd = *task.command;
+
+  // Applies `decision` to the aggregate `live` (null: create it in `map`).
+  auto commit = [&](auto& map, auto* live, std::string_view id, Decision decision,
+                    auto applyFn, char kind) {
+    if (auto* rejection = std::get_if<Rejection>(&decision)) {
+      out.result = std::move(*rejection);
+      return;
+    }
+    auto& event = std::get<EventBody>(decision);
+    auto next = live ? *live : typename std::decay_t<decltype(map)>::mapped_type{};
+    applyFn(next, event);
+    throwIfArmed(kind, id);  // test seam: a fault after the copy changed, before commit
+    if (live) {
+      *live = std::move(next);
+    } else {
+      map.emplace(std::string(id), std::move(next));
+    }
+    out.result = std::move(event);
+  };
+
+  switch (cmd.kind()) {
+    case CommandKind::createCustomer: {
+      auto& c = std::get<CreateCustomer>(cmd.body);
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decideCreate(live, c), applyToCustomer,
+             'c');
+      return;
+    }
+    case CommandKind::deposit: {
+      auto& c = std::get<Deposit>(cmd.body);
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decideDeposit(live, c), applyToCustomer,
+             'c');
+      return;
+    }
+    case CommandKind::returnProduct: {
+      auto& c = std::get<ReturnProduct>(cmd.body);
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decideReturn(live, c), applyToCustomer,
+             'c');
+      return;
+    }
+    case CommandKind::getCustomer: {
+      auto& c = std::get<GetCustomer>(cmd.body);
+      throwIfArmed('c', c.customer);
+      if (auto* live = findIn<Customer>(customers_, c.customer)) {
+        out.result = live->view(c.customer);
+      } else {
+        out.result = Rejection{RejectReason::unknownCustomer, "no customer '" + c.customer + "'"};
+      }
+      return;
+    }
+    case CommandKind::buyProduct: {
+      auto& c = std::get<BuyProduct>(cmd.body);
+      if (task.step == Step::reserve) {
+        auto* product = findIn<Product>(products_, c.product);
+        throwIfArmed('p', c.product);
+        if (auto rejection = checkReserve(product, c)) {
+          out.result = std::move(*rejection);
+          return;
+        }
+        product->stock -= c.quantity;
+        out.reserved = true;
+        out.unitPrice = product->price;
+        return;
+      }
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decideDebit(live, c, task.unitPrice), applyToCustomer,
+             'c');
+      return;
+    }
+    case CommandKind::addProduct: {
+      auto& c = std::get<AddProduct>(cmd.body);
+      auto* live = findIn<Product>(products_, c.product);
+      commit(products_, live, c.product, decideAdd(live, c), applyToProduct,
+             'p');
+      return;
+    }
+    case CommandKind::restock: {
+      auto& c = std::get<Restock>(cmd.body);
+      auto* live = findIn<Product>(products_, c.product);
+      commit(products_, live, c.product, decideRestock(live, c), applyToProduct,
+             'p');
+      return;
+    }
+    case CommandKind::readEvents:
+      break;
+  }
+  throw std::logic_error("command kind not handled by a shard");
+}
+
+}  // namespace shop

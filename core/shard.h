@@ -1,0 +1,114 @@
+// A shard: one thread that owns the customers and products hashing to it.
+//
+// Threads: the ingress thread is the only producer of a shard's inbox, and
+// each shard is the only producer of its own stream in the shared outbox. So
+// tasks reach a shard in the order the ingress sent them, and outcomes reach
+// the ingress in the order the shard decided them. Cross-shard work (buy)
+// always hops through the ingress, which keeps the published order causal.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+
+#include <concurrentqueue/blockingconcurrentqueue.h>
+#include <concurrentqueue/concurrentqueue.h>
+
+#include "core/aggregates.h"
+#include "core/domain.h"
+#include "core/ingress_state.h"
+#include "core/wakeup.h"
+
+namespace shop {
+
+enum class Step : uint8_t {
+  execute,    // the whole command on this shard (all but buy)
+  reserve,    // buy, part 1: reserve stock at the product
+  debit,      // buy, part 2: pay at the customer (unitPrice set)
+  release,    // give back stock reserved by a buy that failed (no reply)
+  stockBack,  // stock of a return goes back to the product (no reply)
+  hold,       // test seam: block until Shard::resume()
+  armFault,   // test seam: the next command touching `key` throws
+  snapshot,   // test seam: copy this shard's state into `snapshotOut`
+  stop,       // leave the loop after the tasks before it
+};
+
+struct ShardTask {
+  Step step = Step::execute;
+  uint32_t op = 0;
+  // Borrowed from the ingress's op table: immutable and alive until the op's
+  // final outcome has been processed on the ingress thread.
+  const Command* command = nullptr;
+  Money unitPrice = 0;                     // debit
+  std::string key;                         // release/stockBack: product; armFault: aggregate key
+  Quantity quantity = 0;                   // release/stockBack
+  std::promise<ShopState>* snapshotOut = nullptr;  // snapshot
+};
+
+// What a shard reports for an op. `reserved` is an intermediate step of a
+// buy; every other kind is the op's final outcome.
+struct ShardOutcome {
+  uint32_t op = 0;
+  bool reserved = false;
+  Money unitPrice = 0;  // reserved
+  std::variant<std::monostate, EventBody, Rejection, CustomerView> result;
+};
+
+using OutcomeQueue = moodycamel::ConcurrentQueue<ShardOutcome>;
+
+// Aggregate keys used for sharding and fault injection: "c/<id>" and
+// "p/<id>". Ids never contain '/', so keys of different kinds never collide.
+std::string customerKey(std::string_view id);
+std::string productKey(std::string_view id);
+
+// Owned by its own thread; other threads call only submit() (the ingress,
+// producer side) and resume() (test seam).
+class Shard {
+ public:
+  Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup);
+  ~Shard();  // stops and joins the thread
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  // Producer side: call from the ingress thread only.
+  void submit(ShardTask task);
+  // Ends a `hold`; thread-safe.
+  void resume();
+
+  unsigned index() const { return index_; }
+  // Tasks handled so far; thread-safe, for progress reporting.
+  uint64_t tasksHandled() const { return handled_.load(std::memory_order_relaxed); }
+
+ private:
+  void run();
+  // Handles one task; returns true when the thread should stop.
+  bool handle(ShardTask& task);
+  void decide(const ShardTask& task, ShardOutcome& out);
+  void throwIfArmed(char kind, std::string_view id);
+  void flush();
+
+  unsigned index_;
+  OutcomeQueue& outbox_;
+  Wakeup& wakeup_;
+  moodycamel::BlockingConcurrentQueue<ShardTask> inbox_;
+  moodycamel::ProducerToken inboxToken_;   // used by the ingress thread
+  moodycamel::ProducerToken outboxToken_;  // used by the shard thread
+  moodycamel::LightweightSemaphore resume_;
+  std::atomic<uint64_t> handled_{0};
+
+  // Shard thread only.
+  std::unordered_map<std::string, Customer, StringHash, std::equal_to<>> customers_;
+  std::unordered_map<std::string, Product, StringHash, std::equal_to<>> products_;
+  std::unordered_set<std::string> armedFaults_;
+  std::vector<ShardOutcome> pendingOut_;
+
+  std::thread thread_;  // last: starts after every member above exists
+};
+
+}  // namespace shop

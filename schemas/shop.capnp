@@ -1,0 +1,202 @@
+# shop wire contract: commands in (ROUTER), replies back, events out (PUB).
+#
+# Compatibility rules (this file is public):
+# - fields and union members are only ever added, with new ordinals;
+# - a reader that meets a union member it does not know sees `which()` outside
+#   its enum and must answer `malformed`, never crash;
+# - money is an Int64 count of minor units (cents); never floating point;
+# - quantities and amounts are signed so that a negative value from a buggy
+#   client arrives as itself and is rejected with a reason, not wrapped.
+#
+# Every frame is one standard (unpacked) Cap'n Proto message, so
+#   capnp decode schemas/shop.capnp Event < frame
+# reads any event frame.
+
+@0xb4ef06b0735ec39f;
+
+$import "/capnp/c++.capnp".namespace("shop::wire");
+
+# Client-chosen idempotency key: exactly 16 bytes (a UUID).
+using CommandId = Data;
+
+struct Command {
+  commandId @0 :CommandId;
+  union {
+    createCustomer @1 :CreateCustomer;
+    deposit        @2 :Deposit;
+    buyProduct     @3 :BuyProduct;
+    returnProduct  @4 :ReturnProduct;
+    addProduct     @5 :AddProduct;
+    restock        @6 :Restock;
+    getCustomer    @7 :GetCustomer;
+    readEvents     @8 :ReadEvents;
+  }
+}
+
+struct CreateCustomer {
+  customer       @0 :Text;
+  initialBalance @1 :Int64;   # minor units, >= 0
+}
+
+struct Deposit {
+  customer @0 :Text;
+  amount   @1 :Int64;         # minor units, > 0
+}
+
+struct BuyProduct {
+  customer @0 :Text;
+  product  @1 :Text;
+  quantity @2 :Int64;         # >= 1
+}
+
+struct ReturnProduct {
+  customer @0 :Text;
+  product  @1 :Text;
+  quantity @2 :Int64;         # >= 1
+}
+
+struct AddProduct {
+  product @0 :Text;
+  price   @1 :Int64;          # minor units per unit, > 0
+  stock   @2 :Int64;          # >= 0
+}
+
+struct Restock {
+  product  @0 :Text;
+  quantity @1 :Int64;         # >= 1
+}
+
+struct GetCustomer {
+  customer @0 :Text;
+}
+
+struct ReadEvents {
+  fromSeq  @0 :UInt64;        # inclusive; 0 means "the oldest retained"
+  maxCount @1 :UInt32;        # 0 means the server's page limit
+}
+
+# The kind of a command, carried in OperationRejected.
+enum CommandKind {
+  createCustomer @0;
+  deposit        @1;
+  buyProduct     @2;
+  returnProduct  @3;
+  addProduct     @4;
+  restock        @5;
+  getCustomer    @6;
+  readEvents     @7;
+}
+
+enum RejectReason {
+  invalidId          @0;    # empty, > 64 bytes, control character, '/', or not UTF-8
+  invalidAmount      @1;    # money outside its allowed range
+  invalidQuantity    @2;    # quantity outside its allowed range
+  customerExists     @3;
+  unknownCustomer    @4;
+  productExists      @5;
+  unknownProduct     @6;
+  outOfStock         @7;
+  insufficientFunds  @8;
+  notOwned           @9;    # the customer holds fewer units than it returns
+  overflow           @10;   # the result would not fit in Int64
+  tooManyPending     @11;   # the customer already has maxPending operations pending
+  internalError      @12;   # a fault while handling; the aggregate was restored
+  retentionExceeded  @13;   # ReadEvents fromSeq is older than the retained log
+}
+
+struct Event {
+  seq         @0 :UInt64;   # global, gap-free, strictly increasing; starts at 1
+  timestampNs @1 :Int64;    # publication time, ns since the Unix epoch
+  commandId   @2 :CommandId;  # the command that caused it
+  union {
+    customerCreated   @3 :CustomerCreated;
+    fundsDeposited    @4 :FundsDeposited;
+    productBought     @5 :ProductBought;
+    productReturned   @6 :ProductReturned;
+    productAdded      @7 :ProductAdded;
+    productRestocked  @8 :ProductRestocked;
+    operationRejected @9 :OperationRejected;
+  }
+}
+
+struct CustomerCreated {
+  customer       @0 :Text;
+  initialBalance @1 :Int64;
+}
+
+struct FundsDeposited {
+  customer @0 :Text;
+  amount   @1 :Int64;
+  balance  @2 :Int64;       # after the deposit
+}
+
+struct ProductBought {
+  customer  @0 :Text;
+  product   @1 :Text;
+  quantity  @2 :Int64;
+  unitPrice @3 :Int64;
+  balance   @4 :Int64;      # the customer's balance after paying
+}
+
+struct ProductReturned {
+  customer @0 :Text;
+  product  @1 :Text;
+  quantity @2 :Int64;
+  refund   @3 :Int64;       # what was paid for these units, most recent purchase first
+  balance  @4 :Int64;       # after the refund
+}
+
+struct ProductAdded {
+  product @0 :Text;
+  price   @1 :Int64;
+  stock   @2 :Int64;
+}
+
+struct ProductRestocked {
+  product  @0 :Text;
+  quantity @1 :Int64;
+  stock    @2 :Int64;       # after the restock
+}
+
+struct OperationRejected {
+  reason   @0 :RejectReason;
+  command  @1 :CommandKind;
+  customer @2 :Text;        # empty when the command names no customer
+  product  @3 :Text;        # empty when the command names no product
+  detail   @4 :Text;        # human-readable
+}
+
+struct Holding {
+  product   @0 :Text;
+  quantity  @1 :Int64;
+  paid      @2 :Int64;      # total paid for the units still held
+}
+
+struct CustomerView {
+  customer @0 :Text;
+  balance  @1 :Int64;
+  holdings @2 :List(Holding);
+}
+
+struct EventPage {
+  events  @0 :List(Event);  # seq >= fromSeq, ascending, at most maxCount
+  headSeq @1 :UInt64;       # the newest seq published when the page was read
+}
+
+struct Rejection {
+  reason    @0 :RejectReason;
+  detail    @1 :Text;
+  seq       @2 :UInt64;     # seq of the OperationRejected event
+  oldestSeq @3 :UInt64;     # with retentionExceeded: the oldest seq still readable
+}
+
+struct Reply {
+  commandId @0 :CommandId;
+  union {
+    accepted  @1 :Event;         # a mutation was applied; the event it produced
+    rejected  @2 :Rejection;     # well-formed but refused; an OperationRejected was published
+    malformed @3 :Text;          # could not be decoded; nothing was published
+    customer  @4 :CustomerView;  # answer to GetCustomer
+    events    @5 :EventPage;     # answer to ReadEvents
+  }
+}

@@ -1,0 +1,224 @@
+// Engine behaviour: the pending-slot gate, isolation between customers,
+// dedupe, supervision and replay. Deterministic: shards are held still
+// through the test seam, never raced or slept on.
+#include <doctest/doctest.h>
+
+#include "tests/testkit/engine_harness.h"
+
+using namespace shop;
+using shop::testkit::EngineHarness;
+
+namespace {
+
+// A customer id other than `other` that lives on the same shard.
+std::string sameShardAs(const Engine& engine, const std::string& other) {
+  for (int i = 0;; ++i) {
+    std::string id = "neighbour-" + std::to_string(i);
+    if (engine.shardOfCustomer(id) == engine.shardOfCustomer(other)) return id;
+  }
+}
+
+size_t countEvents(const EngineHarness& h, auto predicate) {
+  size_t n = 0;
+  for (const auto& e : h.listener.events) n += predicate(e) ? 1 : 0;
+  return n;
+}
+
+bool isRejection(const Event& e, RejectReason reason) {
+  auto* r = std::get_if<OperationRejected>(&e.body);
+  return r && r->reason == reason;
+}
+
+void gateScenario(uint32_t limit) {
+  EngineHarness h{EngineConfig{.shards = 2, .maxPending = limit}};
+  REQUIRE(h.run(CreateCustomer{"alice", 0}).status == ReplyStatus::accepted);
+  unsigned shard = h.engine.shardOfCustomer("alice");
+  h.engine.holdShard(shard);
+
+  std::vector<uint64_t> admitted;
+  for (uint32_t i = 0; i < limit; ++i) admitted.push_back(h.send(Deposit{"alice", 10}));
+  CHECK(h.engine.gate().pending("alice") == limit);
+  for (uint64_t tag : admitted) CHECK(h.replyOf(tag) == nullptr);
+
+  // One more is rejected at once, while the shard is still held.
+  uint64_t extra = h.send(Deposit{"alice", 10});
+  const Reply* rejected = h.replyOf(extra);
+  REQUIRE(rejected != nullptr);
+  REQUIRE(rejected->rejection() != nullptr);
+  CHECK(rejected->rejection()->reason == RejectReason::tooManyPending);
+  CHECK(isRejection(h.listener.events.back(), RejectReason::tooManyPending));
+  CHECK(std::get<OperationRejected>(h.listener.events.back().body).customer == "alice");
+  CHECK(h.engine.gate().pending("alice") == limit);  // the rejection took no slot
+
+  h.engine.resumeShard(shard);
+  for (uint64_t tag : admitted) CHECK(h.await(tag).status == ReplyStatus::accepted);
+  CHECK(h.engine.gate().pending("alice") == 0);
+  CHECK(h.run(Deposit{"alice", 10}).status == ReplyStatus::accepted);
+
+  Reply v = h.run(GetCustomer{"alice"});
+  CHECK(v.customer->balance == 10 * (limit + 1));
+}
+
+}  // namespace
+
+TEST_CASE("sixth pending operation for one customer is rejected with tooManyPending") {
+  gateScenario(5);
+}
+
+TEST_CASE("the pending limit is configurable") {
+  gateScenario(2);
+  gateScenario(9);
+}
+
+TEST_CASE("queries count against the customer's pending slots") {
+  EngineHarness h{EngineConfig{.shards = 1, .maxPending = 1}};
+  h.run(CreateCustomer{"alice", 0});
+  h.engine.holdShard(0);
+  uint64_t get = h.send(GetCustomer{"alice"});
+  const Reply* second = h.replyOf(h.send(Deposit{"alice", 1}));
+  REQUIRE(second != nullptr);
+  CHECK(second->rejection()->reason == RejectReason::tooManyPending);
+  h.engine.resumeShard(0);
+  CHECK(h.await(get).status == ReplyStatus::customer);
+}
+
+TEST_CASE("a customer at its limit does not block another customer on the same shard") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  std::string bob = sameShardAs(h.engine, "alice");
+  h.run(CreateCustomer{"alice", 0});
+  h.run(CreateCustomer{bob, 0});
+  unsigned shard = h.engine.shardOfCustomer("alice");
+  h.engine.holdShard(shard);
+
+  for (int i = 0; i < 5; ++i) h.send(Deposit{"alice", 1});
+  const Reply* aliceExtra = h.replyOf(h.send(Deposit{"alice", 1}));
+  REQUIRE(aliceExtra != nullptr);
+  CHECK(aliceExtra->rejection()->reason == RejectReason::tooManyPending);
+
+  uint64_t bobTag = h.send(Deposit{bob, 7});
+  CHECK(h.replyOf(bobTag) == nullptr);  // admitted: pending, not rejected
+  CHECK(h.engine.gate().pending(bob) == 1);
+
+  h.engine.resumeShard(shard);
+  CHECK(h.await(bobTag).status == ReplyStatus::accepted);
+}
+
+TEST_CASE("the same commandId sent twice applies once and both replies carry the same outcome") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  h.run(CreateCustomer{"alice", 100});
+  CommandId id = CommandId::random();
+  size_t expectedDeposits = 1;
+
+  SUBCASE("a retry after the outcome") {
+    Reply first = h.run(Deposit{"alice", 40}, id);
+    Reply second = h.run(Deposit{"alice", 40}, id);
+    CHECK(first.status == ReplyStatus::accepted);
+    CHECK(second.status == first.status);
+    CHECK(second.event->seq == first.event->seq);
+    CHECK(std::get<FundsDeposited>(second.event->body) ==
+          std::get<FundsDeposited>(first.event->body));
+  }
+  SUBCASE("a retry while the original is in flight") {
+    unsigned shard = h.engine.shardOfCustomer("alice");
+    h.engine.holdShard(shard);
+    uint64_t a = h.send(Deposit{"alice", 40}, id);
+    uint64_t b = h.send(Deposit{"alice", 40}, id);
+    CHECK(h.engine.gate().pending("alice") == 1);  // the retry took no slot
+    h.engine.resumeShard(shard);
+    const Reply& first = h.await(a);
+    const Reply& second = h.await(b);
+    CHECK(first.status == ReplyStatus::accepted);
+    CHECK(second.event->seq == first.event->seq);
+  }
+  SUBCASE("a retried rejection is not published again") {
+    expectedDeposits = 0;
+    Reply first = h.run(Deposit{"nobody", 40}, id);
+    size_t events = h.listener.events.size();
+    Reply second = h.run(Deposit{"nobody", 40}, id);
+    CHECK(second.rejection()->reason == RejectReason::unknownCustomer);
+    CHECK(second.event->seq == first.event->seq);
+    CHECK(h.listener.events.size() == events);
+  }
+
+  size_t deposits = countEvents(
+      h, [](const Event& e) { return std::holds_alternative<FundsDeposited>(e.body); });
+  CHECK(deposits == expectedDeposits);
+  CHECK(h.run(GetCustomer{"alice"}).customer->balance == 100 + 40 * Money(expectedDeposits));
+  for (const auto& [tag, replies] : h.listener.replies) CHECK(replies.size() == 1);
+}
+
+TEST_CASE("a command rejected for tooManyPending can be retried with the same id") {
+  EngineHarness h{EngineConfig{.shards = 1, .maxPending = 1}};
+  h.run(CreateCustomer{"alice", 0});
+  h.engine.holdShard(0);
+  uint64_t first = h.send(Deposit{"alice", 1});
+  CommandId id = CommandId::random();
+  CHECK(h.replyOf(h.send(Deposit{"alice", 5}, id))->rejection()->reason ==
+        RejectReason::tooManyPending);
+  h.engine.resumeShard(0);
+  h.await(first);
+  CHECK(h.run(Deposit{"alice", 5}, id).status == ReplyStatus::accepted);
+}
+
+TEST_CASE("an injected fault rejects one command with internalError and harms nothing else") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  std::string bob = sameShardAs(h.engine, "alice");
+  h.run(CreateCustomer{"alice", 1000});
+  h.run(CreateCustomer{bob, 500});
+  h.run(AddProduct{"apple", 100, 5});
+  h.run(BuyProduct{"alice", "apple", 2});
+  ShopState before = h.engine.snapshot();
+
+  h.engine.injectCustomerFault("alice");
+  Reply faulted = h.run(Deposit{"alice", 1});
+  REQUIRE(faulted.rejection() != nullptr);
+  CHECK(faulted.rejection()->reason == RejectReason::internalError);
+  CHECK(isRejection(h.listener.events.back(), RejectReason::internalError));
+  CHECK(h.engine.snapshot() == before);  // the half-applied change was dropped
+
+  // The shard goes on, for alice and for her neighbour.
+  CHECK(h.run(Deposit{bob, 5}).status == ReplyStatus::accepted);
+  CHECK(h.run(Deposit{"alice", 7}).status == ReplyStatus::accepted);
+  CHECK(h.run(GetCustomer{"alice"}).customer->balance == 1000 - 200 + 7);
+
+  SUBCASE("a fault in the debit half of a buy gives the reserved stock back") {
+    h.engine.injectCustomerFault("alice");
+    CHECK(h.run(BuyProduct{"alice", "apple", 1}).rejection()->reason ==
+          RejectReason::internalError);
+    h.engine.drain();
+    CHECK(h.engine.snapshot().products.at("apple").stock == 3);
+  }
+  SUBCASE("a fault at the product rejects the buy and keeps the stock") {
+    h.engine.injectProductFault("apple");
+    CHECK(h.run(BuyProduct{"alice", "apple", 1}).rejection()->reason ==
+          RejectReason::internalError);
+    CHECK(h.run(BuyProduct{"alice", "apple", 1}).status == ReplyStatus::accepted);
+    CHECK(h.engine.snapshot().products.at("apple").stock == 2);
+  }
+  // Replay still agrees with live state: the fault published no half event.
+  h.engine.drain();
+  CHECK(replay(h.listener.events) == h.engine.snapshot());
+}
+
+TEST_CASE("replaying the event log rebuilds exactly the live state") {
+  EngineHarness h{EngineConfig{.shards = 3}};
+  h.run(AddProduct{"apple", 150, 10});
+  h.run(AddProduct{"pear", 90, 3});
+  for (int i = 0; i < 6; ++i) {
+    std::string c = "c" + std::to_string(i);
+    h.run(CreateCustomer{c, 1000});
+    h.send(BuyProduct{c, "apple", 1 + i % 2});
+    h.send(BuyProduct{c, "pear", 1});
+    h.send(Deposit{c, 5});
+  }
+  h.engine.drain();
+  for (int i = 0; i < 6; i += 2) h.send(ReturnProduct{"c" + std::to_string(i), "apple", 1});
+  h.send(Restock{"pear", 4});
+  h.engine.drain();
+
+  ShopState live = h.engine.snapshot();
+  ShopState rebuilt = replay(h.listener.events);
+  CHECK(rebuilt == live);
+  CHECK(rebuilt.customers.size() == 6);
+  CHECK(rebuilt.products.at("apple").stock == live.products.at("apple").stock);
+}

@@ -1,0 +1,44 @@
+// Drives an in-process Engine from the test thread (which is its ingress
+// thread) and records everything it emits.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "core/engine.h"
+
+namespace shop::testkit {
+
+// Records every event and reply. Owned by the engine's ingress thread.
+class RecordingListener : public EngineListener {
+ public:
+  void onEvent(const Event& event) override { events.push_back(event); }
+  void onReply(uint64_t tag, const Reply& reply) override { replies[tag].push_back(reply); }
+
+  std::vector<Event> events;
+  std::map<uint64_t, std::vector<Reply>> replies;  // by tag; more than one is a bug
+};
+
+class EngineHarness {
+ public:
+  explicit EngineHarness(EngineConfig config = {}) : engine(config, listener) {}
+
+  // Submits and returns the tag; the reply comes later (see replyOf/await).
+  uint64_t send(CommandBody body, CommandId id = CommandId::random());
+  // Submits, waits for the reply, and returns it.
+  Reply run(CommandBody body, CommandId id = CommandId::random());
+  // Waits (blocking on the engine's wakeup, no sleeps) until `tag` has a reply.
+  const Reply& await(uint64_t tag);
+  // The reply for `tag` if it arrived.
+  const Reply* replyOf(uint64_t tag) const;
+
+  RecordingListener listener;
+  Engine engine;
+
+ private:
+  uint64_t nextTag_ = 1;
+};
+
+}  // namespace shop::testkit
