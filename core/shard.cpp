@@ -1,6 +1,6 @@
 #include "core/shard.h"
 
-#include <cstdio>
+#include "core/log.h"
 #include <stdexcept>
 
 namespace shop {
@@ -105,8 +105,9 @@ bool Shard::handle(ShardTask& task) {
     // Supervision: decide() changes nothing before its last statement, which
     // commits a fully built new state with a no-throw move. So the aggregate
     // still holds the fold of its committed events, and only this command fails.
-    std::fprintf(stderr, "shard %u: internal error in %s: %s\n", index_,
-                 std::string(name(task.command->kind())).c_str(), e.what());
+    logLine("shard", "%u: internal error in %s, command %s: %s", index_,
+            std::string(name(task.command->kind())).c_str(), task.command->id.toHex().c_str(),
+            e.what());
     out.reserved = false;
     out.result = Rejection{RejectReason::internalError, std::string("internal error: ") + e.what()};
   }

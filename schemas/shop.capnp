@@ -14,13 +14,15 @@
 
 @0xb4ef06b0735ec39f;
 
-$import "/capnp/c++.capnp".namespace("shop::wire");
+using Cxx = import "/capnp/c++.capnp";
+using Json = import "/capnp/compat/json.capnp";
+$Cxx.namespace("shop::wire");
 
 # Client-chosen idempotency key: exactly 16 bytes (a UUID).
 using CommandId = Data;
 
 struct Command {
-  commandId @0 :CommandId;
+  commandId @0 :CommandId $Json.hex;
   union {
     createCustomer @1 :CreateCustomer;
     deposit        @2 :Deposit;
@@ -107,7 +109,7 @@ enum RejectReason {
 struct Event {
   seq         @0 :UInt64;   # global, gap-free, strictly increasing; starts at 1
   timestampNs @1 :Int64;    # publication time, ns since the Unix epoch
-  commandId   @2 :CommandId;  # the command that caused it
+  commandId   @2 :CommandId $Json.hex;  # the command that caused it
   union {
     customerCreated   @3 :CustomerCreated;
     fundsDeposited    @4 :FundsDeposited;
@@ -191,7 +193,7 @@ struct Rejection {
 }
 
 struct Reply {
-  commandId @0 :CommandId;
+  commandId @0 :CommandId $Json.hex;
   union {
     accepted  @1 :Event;         # a mutation was applied; the event it produced
     rejected  @2 :Rejection;     # well-formed but refused; an OperationRejected was published
@@ -199,4 +201,11 @@ struct Reply {
     customer  @4 :CustomerView;  # answer to GetCustomer
     events    @5 :EventPage;     # answer to ReadEvents
   }
+}
+
+# A starter catalog, read as JSON by `shopd --catalog FILE`, e.g.
+#   {"products": [{"product": "apple", "price": "150", "stock": "100"}]}
+# (capnp-json writes Int64 as strings; plain numbers are accepted too.)
+struct Catalog {
+  products @0 :List(AddProduct);
 }
