@@ -1,0 +1,72 @@
+// Translation between domain values (core/domain.h) and the wire schema
+// (schemas/shop.capnp), and the framing rules for untrusted input.
+// Stateless; safe on any thread.
+#pragma once
+
+#include <capnp/message.h>
+#include <kj/array.h>
+
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <zmq.hpp>
+
+#include "core/domain.h"
+#include "schemas/shop.capnp.h"
+
+namespace shop::bus {
+
+// Largest frame accepted from a client. Commands are a few hundred bytes;
+// this leaves room for 64-byte ids and any future fields, and bounds what a
+// hostile client can make the server copy or traverse.
+inline constexpr size_t kMaxFrameBytes = 16 * 1024;
+
+// Reader limits for untrusted frames: traversal bounded by the frame limit
+// (one pass over every word), nesting deeper than any real command.
+capnp::ReaderOptions untrustedReaderOptions();
+
+// Domain -> wire.
+void toWire(const Command& command, wire::Command::Builder out);
+void toWire(const Event& event, wire::Event::Builder out);
+void toWire(const Reply& reply, wire::Reply::Builder out);
+void toWire(const CustomerView& view, wire::CustomerView::Builder out);
+
+// Wire -> domain. Throws DecodeError (bad commandId, unknown union member
+// from a newer peer) or kj::Exception (a broken message).
+struct DecodeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+Command fromWire(wire::Command::Reader in);
+Event fromWire(wire::Event::Reader in);
+CommandId commandIdFromWire(capnp::Data::Reader in);
+
+// A reply as a client sees it: a domain Reply, or the server's `malformed`
+// text when the request could not be decoded.
+struct ClientReply {
+  Reply reply;
+  std::optional<std::string> malformed;
+};
+ClientReply fromWire(wire::Reply::Reader in);
+
+// One Cap'n Proto message as one frame (standard framing, not packed).
+zmq::message_t toFrame(capnp::MessageBuilder& message);
+
+// The outcome of decoding a client's frame: the command, or why it is
+// malformed (with the commandId when one could be read).
+struct DecodedCommand {
+  std::optional<Command> command;
+  std::string malformed;
+  CommandId id;
+};
+DecodedCommand decodeCommandFrame(const zmq::message_t& frame);
+
+// Reads a trusted frame (from our own server) as message type T and calls
+// fn(reader). Copies when the buffer is not 8-byte aligned. Throws
+// DecodeError or kj::Exception when the frame is not a valid message.
+template <typename T, typename Fn>
+auto readFrame(const zmq::message_t& frame, Fn&& fn);
+
+}  // namespace shop::bus
+
+#include "bus/codec_inl.h"

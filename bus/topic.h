@@ -1,0 +1,19 @@
+// Topics on the PUB socket.
+//   c/<customer>/<eventName>   events about a customer (incl. its rejections)
+//   p/<product>/<eventName>    events about a product only
+//   s/<eventName>              anything else (e.g. a rejected ReadEvents)
+// Ids never contain '/', so the prefix "c/<customer>/" selects exactly one
+// customer's events, and "" selects everything.
+#pragma once
+
+#include <string>
+
+#include "core/domain.h"
+
+namespace shop::bus {
+
+std::string topicOf(const Event& event);
+// The prefix that selects exactly one customer's events.
+std::string customerTopicPrefix(std::string_view customer);
+
+}  // namespace shop::bus

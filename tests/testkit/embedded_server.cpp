@@ -1,0 +1,60 @@
+#include "tests/testkit/embedded_server.h"
+
+namespace shop::testkit {
+
+bus::ServerConfig EmbeddedServer::defaultConfig() {
+  bus::ServerConfig config;
+  config.commandsEndpoint = "tcp://127.0.0.1:*";
+  config.eventsEndpoint = "tcp://127.0.0.1:*";
+  config.engine.shards = 2;
+  config.lingerMs = 200;
+  return config;
+}
+
+EmbeddedServer::EmbeddedServer(bus::ServerConfig config) : context_(1) {
+  std::promise<bus::Server*> ready;
+  auto started = ready.get_future();
+  thread_ = std::thread([this, config, &ready] {
+    std::unique_ptr<bus::Server> server;
+    try {
+      server = std::make_unique<bus::Server>(context_, config);
+    } catch (...) {
+      ready.set_exception(std::current_exception());
+      return;
+    }
+    ready.set_value(server.get());
+    server->run();
+    finalStats_ = server->stats();
+  });
+  try {
+    server_ = started.get();
+  } catch (...) {
+    thread_.join();
+    throw;
+  }
+  commands_ = server_->commandsEndpoint();
+  events_ = server_->eventsEndpoint();
+}
+
+EmbeddedServer::~EmbeddedServer() { stop(); }
+
+void EmbeddedServer::stop() {
+  if (!thread_.joinable()) return;
+  server_->requestStop();
+  thread_.join();
+  server_ = nullptr;
+}
+
+unsigned EmbeddedServer::holdShardOfCustomer(const std::string& customer) {
+  return withEngine([customer](Engine& engine) {
+    unsigned shard = engine.shardOfCustomer(customer);
+    engine.holdShard(shard);
+    return shard;
+  });
+}
+
+void EmbeddedServer::resumeShard(unsigned shard) {
+  withEngine([shard](Engine& engine) { engine.resumeShard(shard); });
+}
+
+}  // namespace shop::testkit

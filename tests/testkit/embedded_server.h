@@ -1,0 +1,74 @@
+// A real shop server (bus::Server, real ZeroMQ sockets over TCP loopback)
+// on its own thread, on ephemeral ports, with the engine's test seams.
+#pragma once
+
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "bus/server.h"
+
+namespace shop::testkit {
+
+// Owned by the test thread. The server inside runs on its own thread.
+class EmbeddedServer {
+ public:
+  // Endpoints default to tcp://127.0.0.1:* (ephemeral ports).
+  explicit EmbeddedServer(bus::ServerConfig config = defaultConfig());
+  ~EmbeddedServer();  // stops the server if still running
+  EmbeddedServer(const EmbeddedServer&) = delete;
+  EmbeddedServer& operator=(const EmbeddedServer&) = delete;
+
+  static bus::ServerConfig defaultConfig();
+
+  const std::string& commands() const { return commands_; }
+  const std::string& events() const { return events_; }
+  zmq::context_t& context() { return context_; }
+
+  // Runs fn(engine) on the server's socket thread and returns its result.
+  template <typename Fn>
+  auto withEngine(Fn fn) -> decltype(fn(std::declval<Engine&>()));
+
+  // Holds the shard that owns `customer` still (see Engine::holdShard);
+  // returns the shard index for resumeShard.
+  unsigned holdShardOfCustomer(const std::string& customer);
+  void resumeShard(unsigned shard);
+
+  // Stops the server as SIGTERM would and waits for it to finish.
+  void stop();
+  // Counters of the stopped server (call after stop()).
+  const bus::ServerStats& finalStats() const { return finalStats_; }
+
+ private:
+  zmq::context_t context_;
+  std::string commands_;
+  std::string events_;
+  bus::Server* server_ = nullptr;  // lives on thread_'s stack
+  std::thread thread_;
+  bus::ServerStats finalStats_;
+};
+
+template <typename Fn>
+auto EmbeddedServer::withEngine(Fn fn) -> decltype(fn(std::declval<Engine&>())) {
+  using R = decltype(fn(std::declval<Engine&>()));
+  auto done = std::make_shared<std::promise<R>>();
+  auto future = done->get_future();
+  server_->post([fn = std::move(fn), done](Engine& engine) mutable {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        fn(engine);
+        done->set_value();
+      } else {
+        done->set_value(fn(engine));
+      }
+    } catch (...) {
+      done->set_exception(std::current_exception());
+    }
+  });
+  return future.get();
+}
+
+}  // namespace shop::testkit

@@ -1,0 +1,38 @@
+// Command-line helpers shared by the tools: flag values with clear errors.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace shop::cli {
+
+// A usage error: the tool prints it with a pointer to --help and exits 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The value after flag argv[i]; advances i.
+inline std::string value(int argc, char** argv, int& i) {
+  if (i + 1 >= argc) throw UsageError(std::string(argv[i]) + " needs a value");
+  return argv[++i];
+}
+
+inline uint64_t unsignedValue(const std::string& flag, const std::string& text, uint64_t min,
+                              uint64_t max) {
+  size_t used = 0;
+  unsigned long long v = 0;
+  try {
+    if (text.empty() || text[0] == '-') throw std::invalid_argument("negative");
+    v = std::stoull(text, &used, 10);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < min || v > max) {
+    throw UsageError(flag + " must be a whole number from " + std::to_string(min) + " to " +
+                     std::to_string(max) + ", got '" + text + "'");
+  }
+  return v;
+}
+
+}  // namespace shop::cli

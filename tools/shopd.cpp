@@ -1,0 +1,124 @@
+// shopd: the shop server. One socket thread (ROUTER commands, PUB events)
+// in front of the engine's shard threads.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "bus/catalog.h"
+#include "bus/server.h"
+#include "core/log.h"
+#include "tools/cli.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: shopd [options]
+
+The shop server: commands on a ZeroMQ ROUTER socket, events on a PUB socket.
+
+options:
+  --commands ENDPOINT   ROUTER endpoint for commands     (default tcp://127.0.0.1:5555)
+  --events ENDPOINT     PUB endpoint for events          (default tcp://127.0.0.1:5556)
+  --shards N            shard threads                    (default: cores - 1, at least 1; here %u)
+  --max-pending N       pending operations per customer  (default 5)
+  --retention N         events kept for ReadEvents       (default 1000000)
+  --dedupe-window N     completed commandIds remembered  (default 1000000)
+  --catalog FILE        starter catalog, JSON            (default %s)
+  --no-catalog          start with no products
+  -h, --help            this text
+
+Stops cleanly on SIGINT or SIGTERM: requests already received are answered.
+Event topics: c/<customer>/<event>, p/<product>/<event>, s/<event>.
+)";
+
+struct Options {
+  shop::bus::ServerConfig server;
+  std::string catalog = SHOP_DEFAULT_CATALOG;
+};
+
+Options parse(int argc, char** argv) {
+  using shop::cli::unsignedValue;
+  using shop::cli::value;
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::printf(kUsage, shop::defaultShardCount(), SHOP_DEFAULT_CATALOG);
+      std::exit(0);
+    } else if (a == "--commands") {
+      o.server.commandsEndpoint = value(argc, argv, i);
+    } else if (a == "--events") {
+      o.server.eventsEndpoint = value(argc, argv, i);
+    } else if (a == "--shards") {
+      o.server.engine.shards = unsignedValue(a, value(argc, argv, i), 1, 256);
+    } else if (a == "--max-pending") {
+      o.server.engine.maxPending = unsignedValue(a, value(argc, argv, i), 1, 1'000'000);
+    } else if (a == "--retention") {
+      o.server.engine.retention = unsignedValue(a, value(argc, argv, i), 1, 1'000'000'000);
+    } else if (a == "--dedupe-window") {
+      o.server.engine.dedupeWindow = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000);
+    } else if (a == "--catalog") {
+      o.catalog = value(argc, argv, i);
+    } else if (a == "--no-catalog") {
+      o.catalog.clear();
+    } else {
+      throw shop::cli::UsageError("unknown option '" + a + "'");
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    options = parse(argc, argv);
+  } catch (const shop::cli::UsageError& e) {
+    std::fprintf(stderr, "shopd: %s (see shopd --help)\n", e.what());
+    return 2;
+  }
+
+  // Signals become a readable fd for the socket thread's poll. Blocked
+  // before any thread starts, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signalFd < 0) {
+    std::perror("shopd: signalfd");
+    return 1;
+  }
+  options.server.stopFd = signalFd;
+
+  try {
+    std::vector<shop::AddProduct> catalog;
+    if (!options.catalog.empty()) catalog = shop::bus::loadCatalog(options.catalog);
+
+    zmq::context_t context(1);
+    shop::bus::Server server(context, options.server);
+    for (auto& product : catalog) {
+      server.submitLocal(shop::Command{shop::CommandId::random(), std::move(product)});
+    }
+    server.engine().drain();
+    if (!options.catalog.empty()) {
+      shop::logLine("shopd", "catalog %s: %zu products", options.catalog.c_str(), catalog.size());
+    }
+    server.run();
+    signalfd_siginfo info{};
+    if (::read(signalFd, &info, sizeof info) == sizeof info) {
+      shop::logLine("shopd", "stopped by %s", strsignal(static_cast<int>(info.ssi_signo)));
+    }
+  } catch (const zmq::error_t& e) {
+    shop::logLine("shopd", "cannot serve: %s", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    shop::logLine("shopd", "%s", e.what());
+    return 1;
+  }
+  return 0;
+}
