@@ -21,6 +21,10 @@ namespace shop::bus {
 // this leaves room for 64-byte ids and any future fields, and bounds what a
 // hostile client can make the server copy or traverse.
 inline constexpr size_t kMaxFrameBytes = 16 * 1024;
+// Frames above kMaxFrameBytes are answered `malformed`; a peer that sends
+// one above this hard cap is disconnected by ZeroMQ (ZMQ_MAXMSGSIZE) before
+// the server ever buffers it.
+inline constexpr size_t kDisconnectFrameBytes = 1024 * 1024;
 
 // Reader limits for untrusted frames: traversal bounded by the frame limit
 // (one pass over every word), nesting deeper than any real command.

@@ -1,0 +1,168 @@
+// The codec on untrusted bytes: every bad frame yields a reason, never a crash.
+#include <doctest/doctest.h>
+
+#include <capnp/schema.h>
+#include <capnp/serialize.h>
+
+#include <climits>
+#include <cstring>
+#include <random>
+
+#include "bus/codec.h"
+
+using namespace shop;
+using namespace shop::bus;
+
+namespace {
+
+zmq::message_t frameOf(const Command& command) {
+  capnp::MallocMessageBuilder message;
+  toWire(command, message.initRoot<wire::Command>());
+  return toFrame(message);
+}
+
+zmq::message_t bytes(const void* data, size_t size) { return zmq::message_t(data, size); }
+
+Command sample() { return Command{CommandId::fromNumber(1, 2), BuyProduct{"alice", "apple", 3}}; }
+
+}  // namespace
+
+TEST_CASE("every command kind survives a round trip through the wire") {
+  std::vector<CommandBody> bodies = {
+      CreateCustomer{"a", 5}, Deposit{"a", -7},         BuyProduct{"a", "p", 2},
+      ReturnProduct{"a", "p", 1}, AddProduct{"p", 3, 4}, Restock{"p", LLONG_MAX},
+      GetCustomer{"a"},       ReadEvents{9, 10}};
+  for (auto& body : bodies) {
+    Command in{CommandId::random(), body};
+    DecodedCommand out = decodeCommandFrame(frameOf(in));
+    REQUIRE(out.command.has_value());
+    CHECK(out.command->id == in.id);
+    CHECK(out.command->kind() == in.kind());
+    CHECK(out.command->customer() == in.customer());
+    CHECK(out.command->product() == in.product());
+  }
+}
+
+TEST_CASE("a frame at an unaligned address is copied and decoded") {
+  zmq::message_t good = frameOf(sample());
+  std::vector<char> storage(good.size() + 1);
+  std::memcpy(storage.data() + 1, good.data(), good.size());
+  zmq::message_t unaligned;
+  // Borrow the odd address; the buffer outlives the message.
+  zmq_msg_init_data(unaligned.handle(), storage.data() + 1, good.size(), nullptr, nullptr);
+  REQUIRE(reinterpret_cast<uintptr_t>(unaligned.data()) % 8 != 0);
+  DecodedCommand out = decodeCommandFrame(unaligned);
+  REQUIRE(out.command.has_value());
+  CHECK(std::get<BuyProduct>(out.command->body).quantity == 3);
+}
+
+TEST_CASE("random bytes are malformed, never a crash") {
+  std::mt19937_64 rng(12345);
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<uint8_t> junk(rng() % 200);
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    DecodedCommand out = decodeCommandFrame(bytes(junk.data(), junk.size()));
+    if (!out.command) CHECK_FALSE(out.malformed.empty());
+  }
+  // Mutations of a valid frame: every prefix and single-byte corruption.
+  zmq::message_t good = frameOf(sample());
+  const auto* base = static_cast<const uint8_t*>(good.data());
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    DecodedCommand out = decodeCommandFrame(bytes(base, cut));
+    CHECK_FALSE(out.command.has_value());
+    CHECK_FALSE(out.malformed.empty());
+  }
+  for (size_t at = 0; at < good.size(); ++at) {
+    std::vector<uint8_t> copy(base, base + good.size());
+    copy[at] ^= static_cast<uint8_t>(1 + rng() % 255);
+    DecodedCommand out = decodeCommandFrame(bytes(copy.data(), copy.size()));
+    if (!out.command) CHECK_FALSE(out.malformed.empty());
+  }
+}
+
+TEST_CASE("a segment table claiming many segments is malformed") {
+  zmq::message_t good = frameOf(sample());
+  std::vector<uint8_t> copy(static_cast<const uint8_t*>(good.data()),
+                            static_cast<const uint8_t*>(good.data()) + good.size());
+  uint32_t segments = 511;  // the count is stored minus one
+  std::memcpy(copy.data(), &segments, 4);
+  DecodedCommand out = decodeCommandFrame(bytes(copy.data(), copy.size()));
+  CHECK_FALSE(out.command.has_value());
+  CHECK(out.malformed.find("not a valid Command") != std::string::npos);
+}
+
+TEST_CASE("frames over the size limit are malformed without being read") {
+  std::vector<uint8_t> big(kMaxFrameBytes + 8, 0);
+  DecodedCommand out = decodeCommandFrame(bytes(big.data(), big.size()));
+  CHECK_FALSE(out.command.has_value());
+  CHECK(out.malformed.find("exceeds the limit") != std::string::npos);
+}
+
+TEST_CASE("a commandId that is not 16 bytes is malformed") {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Command>();
+  root.initCommandId(3);
+  root.initGetCustomer().setCustomer("a");
+  DecodedCommand out = decodeCommandFrame(toFrame(message));
+  CHECK_FALSE(out.command.has_value());
+  CHECK(out.malformed.find("16 bytes") != std::string::npos);
+}
+
+TEST_CASE("an unknown union member from a newer client is malformed and names the command") {
+  zmq::message_t good = frameOf(sample());
+  std::vector<capnp::word> words(good.size() / 8);
+  std::memcpy(words.data(), good.data(), good.size());
+  // Find the root struct's data section and overwrite the union tag.
+  auto structSchema = capnp::Schema::from<wire::Command>().getProto().getStruct();
+  uint32_t tagOffsetBytes = structSchema.getDiscriminantOffset() * 2;
+  auto* segment = reinterpret_cast<uint8_t*>(words.data() + 1);  // after a one-segment table
+  int32_t pointer;
+  std::memcpy(&pointer, segment, 4);
+  int32_t dataOffsetWords = pointer >> 2;
+  uint8_t* data = segment + 8 + static_cast<size_t>(dataOffsetWords) * 8;
+  uint16_t future = 42;
+  std::memcpy(data + tagOffsetBytes, &future, 2);
+
+  DecodedCommand out = decodeCommandFrame(bytes(words.data(), good.size()));
+  CHECK_FALSE(out.command.has_value());
+  CHECK(out.malformed.find("unknown command kind 42") != std::string::npos);
+  CHECK(out.id == CommandId::fromNumber(1, 2));
+}
+
+TEST_CASE("a list pointer claiming more than the frame holds is malformed") {
+  zmq::message_t good = frameOf(sample());
+  std::vector<capnp::word> words(good.size() / 8);
+  std::memcpy(words.data(), good.data(), good.size());
+  // The commandId Data pointer is the root's first pointer: claim 2^29 bytes.
+  auto* segment = reinterpret_cast<uint8_t*>(words.data() + 1);
+  int32_t rootPointer;
+  std::memcpy(&rootPointer, segment, 4);
+  uint16_t dataWords;
+  std::memcpy(&dataWords, segment + 4, 2);
+  uint8_t* firstPointer = segment + 8 + static_cast<size_t>(rootPointer >> 2) * 8 + dataWords * 8u;
+  uint32_t sizeAndType = (0x1FFFFFFFu << 3) | 2;  // byte list, huge
+  std::memcpy(firstPointer + 4, &sizeAndType, 4);
+  DecodedCommand out = decodeCommandFrame(bytes(words.data(), good.size()));
+  CHECK_FALSE(out.command.has_value());
+  CHECK_FALSE(out.malformed.empty());
+}
+
+TEST_CASE("events and replies survive a round trip") {
+  Event e{7, 123, CommandId::fromNumber(3, 4), ProductBought{"a", "p", 2, 150, 700}};
+  capnp::MallocMessageBuilder m;
+  toWire(e, m.initRoot<wire::Event>());
+  zmq::message_t frame = toFrame(m);
+  Event back = readFrame<wire::Event>(frame, [](wire::Event::Reader r) { return fromWire(r); });
+  CHECK(back.seq == 7);
+  CHECK(back.commandId == e.commandId);
+  CHECK(std::get<ProductBought>(back.body) == std::get<ProductBought>(e.body));
+
+  Reply reply{e.commandId, ReplyStatus::customer};
+  reply.customer = CustomerView{"a", 5, {Holding{"p", 2, 300}}};
+  capnp::MallocMessageBuilder rm;
+  toWire(reply, rm.initRoot<wire::Reply>());
+  zmq::message_t rf = toFrame(rm);
+  ClientReply cr = readFrame<wire::Reply>(rf, [](wire::Reply::Reader r) { return fromWire(r); });
+  REQUIRE(cr.reply.customer.has_value());
+  CHECK(*cr.reply.customer == *reply.customer);
+}

@@ -1,0 +1,360 @@
+// End to end over real TCP loopback: a real server, real DEALER/REQ/SUB
+// sockets, real Cap'n Proto frames. Waits are on replies and events, never
+// on sleeps; the gate is held still through the engine's test seam.
+#include <doctest/doctest.h>
+
+#include <capnp/serialize.h>
+
+#include <climits>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "bus/client.h"
+#include "bus/codec.h"
+#include "bus/subscriber.h"
+#include "bus/topic.h"
+#include "tests/testkit/embedded_server.h"
+#include "tests/testkit/event_probe.h"
+
+using namespace shop;
+using namespace shop::bus;
+using namespace shop::testkit;
+namespace m = shop::testkit::match;
+
+namespace {
+
+Command cmd(CommandBody body) { return Command{CommandId::random(), std::move(body)}; }
+
+// A copy: callers pass the temporary that call() returns.
+Reply accepted(const CallResult& r) {
+  REQUIRE(r.ok());
+  INFO((r.reply->reply.rejection() ? r.reply->reply.rejection()->detail : std::string()));
+  REQUIRE((r.reply->reply.status == ReplyStatus::accepted ||
+           r.reply->reply.status == ReplyStatus::customer));
+  return r.reply->reply;
+}
+
+RejectReason rejectionOf(const CallResult& r) {
+  REQUIRE(r.ok());
+  REQUIRE(r.reply->reply.status == ReplyStatus::rejected);
+  return r.reply->reply.rejection()->reason;
+}
+
+struct Fixture {
+  EmbeddedServer server;
+  Client client{server.context(), server.commands()};
+  EventProbe probe{server.context(), server.events(), server.commands()};
+
+  explicit Fixture(bus::ServerConfig config = EmbeddedServer::defaultConfig())
+      : server(std::move(config)) {}
+};
+
+// A raw DEALER for hand-made frames.
+struct RawDealer {
+  zmq::socket_t socket;
+  explicit RawDealer(EmbeddedServer& s) : socket(s.context(), zmq::socket_type::dealer) {
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::rcvtimeo, 5000);
+    socket.connect(s.commands());
+  }
+  void sendFrames(std::vector<zmq::message_t> frames) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+  ClientReply receive() {
+    zmq::message_t frame;
+    // rcvtimeo bounds the wait. An empty first frame is the delimiter the
+    // server adds when the request looked like a REQ envelope.
+    do {
+      REQUIRE(socket.recv(frame).has_value());
+    } while (frame.size() == 0 && frame.more());
+    return readFrame<wire::Reply>(frame, [](wire::Reply::Reader r) { return fromWire(r); });
+  }
+};
+
+zmq::message_t frameOf(const Command& c) {
+  capnp::MallocMessageBuilder message;
+  toWire(c, message.initRoot<wire::Command>());
+  return toFrame(message);
+}
+
+}  // namespace
+
+TEST_CASE("the seed scenario over the wire: create, buy, return, overdraft, unknown, duplicate") {
+  Fixture f;
+  accepted(f.client.call(cmd(AddProduct{"apple", 150, 10})));
+  accepted(f.client.call(cmd(AddProduct{"tv", 49'900, 1})));
+  accepted(f.client.call(cmd(CreateCustomer{"alice", 10'000})));
+  f.probe.expect(m::event<CustomerCreated>("alice"));
+
+  Reply bought = accepted(f.client.call(cmd(BuyProduct{"alice", "apple", 2})));
+  CHECK(std::get<ProductBought>(bought.event->body).balance == 9'700);
+  Event e = f.probe.expect(m::event<ProductBought>("alice"));
+  CHECK(e.seq == bought.event->seq);
+
+  Reply returned = accepted(f.client.call(cmd(ReturnProduct{"alice", "apple", 1})));
+  CHECK(std::get<ProductReturned>(returned.event->body).refund == 150);
+  f.probe.expect(m::event<ProductReturned>("alice"));
+  CHECK(f.server.withEngine([](Engine& engine) {
+    return engine.snapshot().products.at("apple").stock;
+  }) == 9);
+
+  CHECK(rejectionOf(f.client.call(cmd(BuyProduct{"alice", "tv", 1}))) == RejectReason::insufficientFunds);
+  f.probe.expect(m::rejected(RejectReason::insufficientFunds, "alice"));
+  CHECK(rejectionOf(f.client.call(cmd(BuyProduct{"alice", "durian", 1}))) == RejectReason::unknownProduct);
+  f.probe.expect(m::rejected(RejectReason::unknownProduct, "alice"));
+  CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"alice", 1}))) == RejectReason::customerExists);
+  f.probe.expect(m::rejected(RejectReason::customerExists, "alice"));
+
+  Reply view = accepted(f.client.call(cmd(GetCustomer{"alice"})));
+  CHECK(view.customer->balance == 9'850);
+  f.probe.expectNone(m::event<FundsDeposited>());
+}
+
+TEST_CASE("the gate over the wire: the sixth of six pending is rejected, then five are accepted") {
+  Fixture f;
+  accepted(f.client.call(cmd(CreateCustomer{"alice", 0})));
+  unsigned shard = f.server.holdShardOfCustomer("alice");
+
+  std::vector<std::optional<CallResult>> results(6);
+  for (size_t i = 0; i < 6; ++i) {
+    f.client.send(cmd(Deposit{"alice", 100}), [&results, i](const CallResult& r) { results[i] = r; });
+  }
+  // The shard is held, so the only reply that can come is the rejection.
+  while (!results[5]) f.client.poll(-1);
+  for (size_t i = 0; i < 5; ++i) CHECK_FALSE(results[i].has_value());
+  CHECK(rejectionOf(*results[5]) == RejectReason::tooManyPending);
+  f.probe.expect(m::rejected(RejectReason::tooManyPending, "alice"));
+
+  f.server.resumeShard(shard);
+  while (f.client.inFlight() > 0) f.client.poll(-1);
+  for (size_t i = 0; i < 5; ++i) accepted(*results[i]);
+  f.probe.expectInOrder({m::event<FundsDeposited>("alice"), m::event<FundsDeposited>("alice"),
+                         m::event<FundsDeposited>("alice"), m::event<FundsDeposited>("alice"),
+                         m::event<FundsDeposited>("alice")});
+  CHECK(accepted(f.client.call(cmd(GetCustomer{"alice"}))).customer->balance == 500);
+}
+
+TEST_CASE("two clients on two customers concurrently: one reply each, and events match replies") {
+  Fixture f;
+  accepted(f.client.call(cmd(AddProduct{"apple", 10, 1'000'000})));
+  constexpr int kPerClient = 400;
+  std::vector<std::vector<Reply>> replies(2);
+  auto work = [&](int who) {
+    Client client(f.server.context(), f.server.commands());
+    std::string customer = who == 0 ? "ann" : "ben";
+    REQUIRE(client.call(cmd(CreateCustomer{customer, 1'000'000})).ok());
+    int replied = 0, sent = 0;
+    std::set<CommandId, decltype([](const CommandId& a, const CommandId& b) { return a.bytes < b.bytes; })> seen;
+    while (replied < kPerClient) {
+      while (sent < kPerClient && client.inFlight() < 5) {  // the gate's limit
+        CommandBody body = sent % 3 == 0 ? CommandBody{Deposit{customer, 5}}
+                                         : CommandBody{BuyProduct{customer, "apple", 1}};
+        client.send(cmd(std::move(body)), [&, who](const CallResult& r) {
+          REQUIRE(r.ok());
+          CHECK(seen.insert(r.reply->reply.commandId).second);  // exactly one reply per id
+          replies[who].push_back(r.reply->reply);
+          ++replied;
+        });
+        ++sent;
+      }
+      client.poll(-1);
+    }
+  };
+  std::thread other(work, 1);
+  work(0);
+  other.join();
+
+  // Every accepted reply's event was published with the same seq and command.
+  Client reader(f.server.context(), f.server.commands());
+  CallResult page = reader.call(cmd(ReadEvents{1, 0}));
+  REQUIRE(page.ok());
+  std::map<Seq, Event> bySeq;
+  for (auto& e : page.reply->reply.page.events) bySeq.emplace(e.seq, e);
+  size_t checked = 0;
+  for (const auto& list : replies) {
+    CHECK(list.size() == kPerClient);
+    for (const Reply& r : list) {
+      REQUIRE(r.status == ReplyStatus::accepted);
+      const Event& published = bySeq.at(r.event->seq);
+      CHECK(published.commandId == r.commandId);
+      CHECK(eventName(published.body) == eventName(r.event->body));
+      ++checked;
+    }
+  }
+  CHECK(checked == 2 * kPerClient);
+}
+
+TEST_CASE("a late joiner from seq 1 sees every event exactly once, in order, while commands flow") {
+  Fixture f;
+  for (int i = 0; i < 300; ++i) accepted(f.client.call(cmd(CreateCustomer{"early" + std::to_string(i), 1})));
+
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    Client client(f.server.context(), f.server.commands());
+    for (int i = 0; i < 300; ++i) {
+      REQUIRE(client.call(cmd(CreateCustomer{"late" + std::to_string(i), 1})).ok());
+    }
+    writing = false;
+  });
+  CatchUpSubscriber subscriber(f.server.context(), f.server.events(), f.server.commands(),
+                               SubscriberOptions{.from = 1});
+  std::vector<Seq> seen;
+  auto collect = [&seen](const Event& e) { seen.push_back(e.seq); };
+  while (writing) subscriber.poll(100, collect);
+  writer.join();
+  // Catch up to the final head: 600 creations, seq 1..600.
+  while (subscriber.checkpoint() < 600) subscriber.poll(1000, collect);
+  REQUIRE(seen.size() == 600);
+  for (size_t i = 0; i < seen.size(); ++i) CHECK(seen[i] == i + 1);
+}
+
+TEST_CASE("a forced gap (tiny high-water marks and a burst) is detected and repaired") {
+  auto config = EmbeddedServer::defaultConfig();
+  config.eventsSendHwm = 2;
+  config.eventsSendBuffer = 4096;
+  Fixture f(config);
+  SubscriberOptions options{.from = 1, .rcvHwm = 2};
+  CatchUpSubscriber subscriber(f.server.context(), f.server.events(), f.server.commands(), options);
+  std::vector<Seq> seen;
+  auto collect = [&seen](const Event& e) { seen.push_back(e.seq); };
+  accepted(f.client.call(cmd(CreateCustomer{"first", 1})));
+  while (seen.empty()) subscriber.poll(1000, collect);  // subscribed and caught up
+
+  // A burst while the subscriber does not read: PUB must drop.
+  constexpr int kBurst = 3000;
+  int replied = 0;
+  for (int i = 0; i < kBurst; ++i) {
+    f.client.send(cmd(CreateCustomer{"c" + std::to_string(i), 1}), [&replied](const CallResult& r) {
+      REQUIRE(r.ok());
+      ++replied;
+    });
+    if (f.client.inFlight() >= 100) f.client.poll(-1);
+  }
+  while (replied < kBurst) f.client.poll(-1);
+
+  while (subscriber.checkpoint() < kBurst + 1) subscriber.poll(1000, collect);
+  REQUIRE(seen.size() == kBurst + 1);
+  for (size_t i = 0; i < seen.size(); ++i) REQUIRE(seen[i] == i + 1);
+  CHECK(subscriber.stats().gapsDetected + subscriber.stats().eventsReread > 0);
+  MESSAGE("gaps detected " << subscriber.stats().gapsDetected << ", events re-read "
+                           << subscriber.stats().eventsReread);
+}
+
+TEST_CASE("bad input gets a clear reply and the server keeps serving") {
+  Fixture f;
+  RawDealer raw(f.server);
+  auto expectMalformed = [&](std::vector<zmq::message_t> frames, const std::string& fragment) {
+    raw.sendFrames(std::move(frames));
+    ClientReply reply = raw.receive();
+    REQUIRE(reply.malformed.has_value());
+    INFO(*reply.malformed);
+    CHECK(reply.malformed->find(fragment) != std::string::npos);
+  };
+  std::vector<zmq::message_t> frames;
+
+  SUBCASE("random bytes") {
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 50; ++i) {
+      std::vector<uint8_t> junk(1 + rng() % 300);
+      for (auto& b : junk) b = static_cast<uint8_t>(rng());
+      frames.clear();
+      frames.emplace_back(junk.data(), junk.size());
+      raw.sendFrames(std::move(frames));
+      ClientReply reply = raw.receive();
+      CHECK((reply.malformed.has_value() || reply.reply.status == ReplyStatus::rejected));
+    }
+  }
+  SUBCASE("truncated Cap'n Proto") {
+    zmq::message_t good = frameOf(cmd(CreateCustomer{"t", 1}));
+    frames.emplace_back(good.data(), good.size() - 8);
+    expectMalformed(std::move(frames), "not a valid Command");
+  }
+  SUBCASE("a frame over the size limit") {
+    std::vector<uint8_t> big(kMaxFrameBytes + 64, 0);
+    frames.emplace_back(big.data(), big.size());
+    expectMalformed(std::move(frames), "exceeds the limit");
+  }
+  SUBCASE("extra frames") {
+    frames.push_back(frameOf(cmd(CreateCustomer{"x", 1})));
+    frames.push_back(frameOf(cmd(CreateCustomer{"y", 1})));
+    expectMalformed(std::move(frames), "got 2 frames");
+  }
+  SUBCASE("a missing body after the delimiter") {
+    frames.emplace_back();
+    expectMalformed(std::move(frames), "got 1 frames");
+  }
+  SUBCASE("huge text inside the limit is a rejected id, not a crash") {
+    raw.sendFrames([] {
+      std::vector<zmq::message_t> v;
+      v.push_back(frameOf(cmd(CreateCustomer{std::string(12'000, 'x'), 1})));
+      return v;
+    }());
+    ClientReply reply = raw.receive();
+    REQUIRE(reply.reply.rejection());
+    CHECK(reply.reply.rejection()->reason == RejectReason::invalidId);
+  }
+  SUBCASE("ids with control characters or '/' and bad amounts are rejected with reasons") {
+    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"bad\x01id", 1}))) == RejectReason::invalidId);
+    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"a/b", 1}))) == RejectReason::invalidId);
+    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"neg", -5}))) == RejectReason::invalidAmount);
+    accepted(f.client.call(cmd(CreateCustomer{"rich", LLONG_MAX - 1})));
+    CHECK(rejectionOf(f.client.call(cmd(Deposit{"rich", 2}))) == RejectReason::overflow);
+    CHECK(rejectionOf(f.client.call(cmd(Deposit{"rich", LLONG_MIN}))) == RejectReason::invalidAmount);
+    f.probe.expect(m::rejected(RejectReason::overflow, "rich"));
+  }
+
+  // Whatever came before, valid commands are still served.
+  accepted(f.client.call(cmd(CreateCustomer{"after", 5})));
+  f.probe.expect(m::event<CustomerCreated>("after"));
+}
+
+TEST_CASE("a REQ client works as well as a DEALER") {
+  Fixture f;
+  zmq::socket_t req(f.server.context(), zmq::socket_type::req);
+  req.set(zmq::sockopt::linger, 0);
+  req.set(zmq::sockopt::rcvtimeo, 5000);
+  req.connect(f.server.commands());
+  Command create = cmd(CreateCustomer{"req-user", 700});
+  zmq::message_t frame = frameOf(create);
+  req.send(frame, zmq::send_flags::none);
+  zmq::message_t replyFrame;
+  REQUIRE(req.recv(replyFrame).has_value());
+  ClientReply reply =
+      readFrame<wire::Reply>(replyFrame, [](wire::Reply::Reader r) { return fromWire(r); });
+  CHECK(reply.reply.commandId == create.id);
+  REQUIRE(reply.reply.status == ReplyStatus::accepted);
+  CHECK(std::get<CustomerCreated>(reply.reply.event->body).initialBalance == 700);
+  f.probe.expect(m::commandId(create.id));
+}
+
+TEST_CASE("a customer's topic prefix delivers exactly that customer's events") {
+  Fixture f;
+  zmq::socket_t sub(f.server.context(), zmq::socket_type::sub);
+  sub.set(zmq::sockopt::linger, 0);
+  sub.set(zmq::sockopt::rcvtimeo, 5000);
+  sub.set(zmq::sockopt::subscribe, customerTopicPrefix("al"));
+  sub.connect(f.server.events());
+  // Wait until the subscription is live: publish until alice's first event arrives.
+  accepted(f.client.call(cmd(CreateCustomer{"al", 0})));
+  accepted(f.client.call(cmd(CreateCustomer{"alice", 0})));
+  zmq::message_t topic, body;
+  std::vector<Event> got;
+  for (int i = 0; got.empty() && i < 200; ++i) {
+    accepted(f.client.call(cmd(Deposit{"alice", 1})));
+    accepted(f.client.call(cmd(Deposit{"al", 1})));
+    if (sub.recv(topic, zmq::recv_flags::dontwait)) {
+      (void)sub.recv(body);
+      got.push_back(readFrame<wire::Event>(body, [](wire::Event::Reader r) { return fromWire(r); }));
+    }
+  }
+  REQUIRE_FALSE(got.empty());
+  CHECK(topic.to_string().starts_with("c/al/"));
+  CHECK(got[0].customer() == "al");
+  while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+    (void)sub.recv(body);
+    CHECK(readFrame<wire::Event>(body, [](wire::Event::Reader r) { return fromWire(r); }).customer() == "al");
+  }
+}

@@ -1,0 +1,164 @@
+// The tools as a user runs them: real processes, real sockets.
+#include <doctest/doctest.h>
+
+#include <capnp/compat/json.h>
+#include <capnp/message.h>
+#include <signal.h>
+
+#include <regex>
+
+#include "bus/client.h"
+#include "tests/testkit/embedded_server.h"
+#include "tests/testkit/process.h"
+#include "tools/money.h"
+
+using namespace shop;
+using shop::testkit::EmbeddedServer;
+using shop::testkit::Process;
+
+namespace {
+
+struct Shopctl {
+  EmbeddedServer& server;
+  std::string out, err;
+  int operator()(std::vector<std::string> args) {
+    std::vector<std::string> argv = {SHOPCTL_PATH, "--endpoint", server.commands(), "--events",
+                                     server.events(), "--timeout", "3000"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Process::run(argv, &out, &err);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("decimal amounts parse to minor units and format back") {
+  using shop::cli::formatMoney;
+  using shop::cli::parseMoney;
+  CHECK(parseMoney("12.50") == 1250);
+  CHECK(parseMoney("12.5") == 1250);
+  CHECK(parseMoney("12") == 1200);
+  CHECK(parseMoney("-3.01") == -301);
+  CHECK_FALSE(parseMoney("1.234"));
+  CHECK_FALSE(parseMoney("abc"));
+  CHECK_FALSE(parseMoney("1."));
+  CHECK_FALSE(parseMoney(""));
+  CHECK_FALSE(parseMoney("99999999999999999999"));
+  CHECK(formatMoney(1250) == "12.50");
+  CHECK(formatMoney(5) == "0.05");
+  CHECK(formatMoney(-301) == "-3.01");
+}
+
+TEST_CASE("shopctl exit codes: 0 accepted, 1 rejected with the reason, 2 usage or connection") {
+  EmbeddedServer server;
+  Shopctl shopctl{server};
+  CHECK(shopctl({"add-product", "apple", "1.50", "10"}) == 0);
+  CHECK(shopctl({"create", "alice", "100"}) == 0);
+  CHECK(shopctl.out.find("created alice with 100.00") != std::string::npos);
+  CHECK(shopctl({"buy", "alice", "apple", "2"}) == 0);
+  CHECK(shopctl.out.find("balance 97.00") != std::string::npos);
+  CHECK(shopctl({"get", "alice"}) == 0);
+  CHECK(shopctl.out.find("alice: balance 97.00") != std::string::npos);
+  CHECK(shopctl.out.find("apple x2 (paid 3.00)") != std::string::npos);
+  CHECK(shopctl({"return", "alice", "apple"}) == 0);
+  CHECK(shopctl({"deposit", "alice", "0.50"}) == 0);
+  CHECK(shopctl({"restock", "apple", "3"}) == 0);
+
+  CHECK(shopctl({"buy", "alice", "apple", "1000"}) == 1);
+  CHECK(shopctl.err.find("outOfStock") != std::string::npos);
+  CHECK(shopctl({"deposit", "alice", "-5"}) == 1);
+  CHECK(shopctl.err.find("invalidAmount") != std::string::npos);
+
+  CHECK(shopctl({"deposit", "alice", "1.234"}) == 2);
+  CHECK(shopctl({"frobnicate"}) == 2);
+  CHECK(shopctl({"buy", "alice"}) == 2);
+  CHECK(Process::run({SHOPCTL_PATH, "--help"}) == 0);
+  std::string err;
+  // Nothing listens on port 1: a clear timeout error, exit 2.
+  CHECK(Process::run({SHOPCTL_PATH, "--endpoint", "tcp://127.0.0.1:1", "--timeout", "100", "get",
+                      "alice"},
+                     nullptr, &err) == 2);
+  CHECK(err.find("timeout") != std::string::npos);
+}
+
+TEST_CASE("shopctl tail prints every event as one JSON object per line, in order") {
+  EmbeddedServer server;
+  Shopctl shopctl{server};
+  REQUIRE(shopctl({"create", "alice", "10"}) == 0);
+  REQUIRE(shopctl({"create", "bob", "10"}) == 0);
+  REQUIRE(shopctl({"deposit", "alice", "1"}) == 0);
+
+  Process all({SHOPCTL_PATH, "--endpoint", server.commands(), "--events", server.events(), "tail",
+               "--from", "1"});
+  auto lines = all.waitForStdoutLines(3);
+  Process onlyAlice({SHOPCTL_PATH, "--endpoint", server.commands(), "--events", server.events(),
+                     "tail", "--customer", "alice", "--from", "2"});
+  REQUIRE(shopctl({"deposit", "bob", "2"}) == 0);
+  REQUIRE(shopctl({"deposit", "alice", "3"}) == 0);
+  lines = all.waitForStdoutLines(5);
+  auto aliceLines = onlyAlice.waitForStdoutLines(2);
+  all.signal(SIGINT);
+  onlyAlice.signal(SIGINT);
+  CHECK(all.wait() == 0);
+  CHECK(onlyAlice.wait() == 0);
+
+  capnp::JsonCodec json;
+  json.handleByAnnotation<wire::Event>();
+  auto parse = [&json](const std::string& line) {
+    capnp::MallocMessageBuilder message;
+    auto root = message.initRoot<wire::Event>();
+    json.decode(kj::StringPtr(line.c_str()), root);  // throws unless valid JSON for Event
+    return std::make_pair(root.asReader().getSeq(), std::string(eventName(bus::fromWire(root.asReader()).body)));
+  };
+  REQUIRE(lines.size() == 5);
+  for (size_t i = 0; i < lines.size(); ++i) CHECK(parse(lines[i]).first == i + 1);
+  CHECK(parse(lines[3]).second == "fundsDeposited");
+  REQUIRE(aliceLines.size() == 2);
+  CHECK(parse(aliceLines[0]).first == 3);  // from 2: bob's creation is not alice's
+  CHECK(parse(aliceLines[1]).first == 5);
+}
+
+TEST_CASE("shopd on SIGTERM answers what is in flight and exits 0") {
+  Process shopd({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                 "--no-catalog", "--shards", "2"});
+  std::string line = shopd.waitForStderrLine("serving commands on");
+  std::smatch m;
+  REQUIRE(std::regex_search(line, m, std::regex("serving commands on (\\S+), events on (\\S+)")));
+  std::string commands = m[1];
+
+  zmq::context_t context(1);
+  bus::Client client(context, commands, {.timeoutMs = 2000, .retries = 0});
+  for (int c = 0; c < 20; ++c) REQUIRE(client.call(Command{CommandId::random(), CreateCustomer{"c" + std::to_string(c), 0}}).ok());
+
+  int answered = 0, failedClearly = 0, handlers = 0;
+  for (int i = 0; i < 100; ++i) {
+    client.send(Command{CommandId::random(), Deposit{"c" + std::to_string(i % 20), 1}},
+                [&](const bus::CallResult& r) {
+                  ++handlers;
+                  if (r.ok()) {
+                    ++answered;
+                  } else if (r.error.find("timeout") != std::string::npos) {
+                    ++failedClearly;
+                  }
+                });
+  }
+  shopd.signal(SIGTERM);
+  while (client.inFlight() > 0) client.poll(-1);
+  CHECK(handlers == 100);
+  CHECK(answered + failedClearly == 100);
+  CHECK(shopd.wait() == 0);
+  CHECK(shopd.err().find("stopping: answering") != std::string::npos);
+  CHECK(shopd.err().find("stopped by") != std::string::npos);
+  MESSAGE(answered << " answered, " << failedClearly << " timed out after shutdown");
+}
+
+TEST_CASE("shopd rejects bad flags with exit 2 and serves --help") {
+  std::string err;
+  CHECK(Process::run({SHOPD_PATH, "--max-pending", "0"}, nullptr, &err) == 2);
+  CHECK(err.find("--max-pending") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--bogus"}) == 2);
+  std::string out;
+  CHECK(Process::run({SHOPD_PATH, "--help"}, &out) == 0);
+  CHECK(out.find("--catalog") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--catalog", "/nonexistent.json"}, nullptr, &err) == 1);
+  CHECK(err.find("cannot open catalog") != std::string::npos);
+}
