@@ -8,6 +8,7 @@ packages=(
   libzmq3-dev cppzmq-dev
   capnproto libcapnp-dev
   doctest-dev libconcurrentqueue-dev
+  python3
 )
 
 missing=()

@@ -1,0 +1,153 @@
+#include "tools/bench/load.h"
+
+#include <poll.h>
+
+#include <capnp/serialize.h>
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "schemas/shop.capnp.h"
+
+namespace shop::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kRing = 1 << 16;  // intended send times by request index
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+// The request index a reply answers: the low 8 bytes of its commandId.
+// Returns false (and counts nothing) for a reply that cannot be read.
+bool replyIndex(const zmq::message_t& frame, ReplyFormat format, uint64_t& index, bool& rejected) {
+  if (frame.size() % 8 != 0) return false;
+  try {
+    kj::ArrayPtr<const capnp::word> words(static_cast<const capnp::word*>(frame.data()),
+                                          frame.size() / 8);
+    kj::Array<capnp::word> copy;
+    if (reinterpret_cast<uintptr_t>(frame.data()) % 8 != 0) {
+      copy = kj::heapArray<capnp::word>(words.size());
+      std::memcpy(copy.begin(), frame.data(), frame.size());
+      words = copy;
+    }
+    capnp::FlatArrayMessageReader reader(words);
+    capnp::Data::Reader id;
+    if (format == ReplyFormat::echoedCommand) {
+      id = reader.getRoot<wire::Command>().getCommandId();
+      rejected = false;
+    } else {
+      auto reply = reader.getRoot<wire::Reply>();
+      id = reply.getCommandId();
+      rejected = reply.isRejected() || reply.isMalformed();
+    }
+    if (id.size() != 16) return false;
+    std::memcpy(&index, id.begin() + 8, 8);
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
+struct ConnectionResult {
+  uint64_t completed = 0;
+  uint64_t rejected = 0;
+  LatencyRecorder latency;
+};
+
+void drive(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
+           FrameSet frames, uint64_t prefix, Clock::time_point start, ConnectionResult& out) {
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+  socket.connect(endpoint);
+  int fd = socket.get(zmq::sockopt::fd);
+
+  std::vector<int64_t> intended(kRing, 0);
+  int64_t startNs = std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
+  int64_t endNs = startNs + static_cast<int64_t>(spec.seconds * 1e9);
+  double intervalNs = spec.ratePerConnection > 0 ? 1e9 / spec.ratePerConnection : 0;
+  uint64_t sent = 0, done = 0;
+  size_t next = 0;
+
+  std::this_thread::sleep_until(start);  // all connections begin together
+  for (;;) {
+    int64_t now = nowNs();
+    // Send what is due and fits in the window.
+    while (now < endNs && sent - done < static_cast<uint64_t>(spec.window)) {
+      int64_t due = intervalNs > 0 ? startNs + static_cast<int64_t>(static_cast<double>(sent) * intervalNs) : now;
+      if (due > now) break;
+      auto& frame = frames.frames[next];
+      size_t at = frames.idOffsets[next];
+      std::memcpy(frame.data() + at, &prefix, 8);
+      std::memcpy(frame.data() + at + 8, &sent, 8);
+      intended[sent % kRing] = due;
+      socket.send(zmq::buffer(frame), zmq::send_flags::none);
+      ++sent;
+      next = (next + 1) % frames.frames.size();
+    }
+    // Receive every reply that is here.
+    zmq::message_t reply;
+    while (socket.recv(reply, zmq::recv_flags::dontwait)) {
+      uint64_t index;
+      bool rejected;
+      if (!replyIndex(reply, spec.format, index, rejected)) continue;
+      out.latency.record(nowNs() - intended[index % kRing]);
+      out.rejected += rejected ? 1 : 0;
+      ++done;
+    }
+    now = nowNs();
+    if (now >= endNs && done == sent) break;
+    if (now >= endNs + 5'000'000'000) break;  // replies lost: stop anyway
+    // Block until a reply may be readable or the next send is due. ZMQ_FD is
+    // edge-triggered, so check ZMQ_EVENTS before sleeping on it.
+    if (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) continue;
+    int64_t waitNs = 1'000'000;
+    if (intervalNs > 0 && now < endNs && sent - done < static_cast<uint64_t>(spec.window)) {
+      waitNs = std::max<int64_t>(0, startNs + static_cast<int64_t>(static_cast<double>(sent) * intervalNs) - now);
+    }
+    timespec ts{static_cast<time_t>(waitNs / 1'000'000'000), static_cast<long>(waitNs % 1'000'000'000)};
+    pollfd p{fd, POLLIN, 0};
+    ::ppoll(&p, 1, &ts, nullptr);
+  }
+  out.completed = done;
+}
+
+}  // namespace
+
+size_t findId(const std::vector<uint8_t>& frame, const uint8_t* id) {
+  for (size_t i = 0; i + 16 <= frame.size(); ++i) {
+    if (std::memcmp(frame.data() + i, id, 16) == 0) return i;
+  }
+  throw std::logic_error("commandId not found in its frame");
+}
+
+LoadResult runLoad(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
+                   const std::function<FrameSet(int)>& frames) {
+  std::vector<ConnectionResult> results(static_cast<size_t>(spec.connections));
+  std::vector<FrameSet> sets;
+  for (int i = 0; i < spec.connections; ++i) sets.push_back(frames(i));
+  auto start = Clock::now() + std::chrono::milliseconds(50);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < spec.connections; ++i) {
+    threads.emplace_back(drive, std::ref(context), std::cref(endpoint), std::cref(spec),
+                         std::move(sets[static_cast<size_t>(i)]),
+                         0xB0000000ull + static_cast<uint64_t>(i), start,
+                         std::ref(results[static_cast<size_t>(i)]));
+  }
+  for (auto& t : threads) t.join();
+  LoadResult total;
+  total.seconds = spec.seconds;
+  for (auto& r : results) {
+    total.completed += r.completed;
+    total.rejected += r.rejected;
+    total.latency.merge(r.latency);
+  }
+  return total;
+}
+
+}  // namespace shop::bench

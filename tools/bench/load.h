@@ -1,0 +1,51 @@
+// Load generation over DEALER sockets, shared by the echo baseline and the
+// end-to-end scenarios so that both are measured the same way.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "tools/bench/histogram.h"
+
+namespace shop::bench {
+
+// The request frames one connection cycles through. Each frame holds a
+// commandId at `idOffset`; the driver writes a fresh id there per send so
+// that dedupe never short-cuts a request.
+struct FrameSet {
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<size_t> idOffsets;
+};
+
+// What the driver needs to know about a reply: which request it answers.
+enum class ReplyFormat { echoedCommand, shopReply };
+
+struct LoadSpec {
+  int connections = 2;
+  int window = 16;               // requests in flight per connection
+  double ratePerConnection = 0;  // requests/s, open loop; 0 = closed loop (as fast as replies allow)
+  double seconds = 2;
+  ReplyFormat format = ReplyFormat::shopReply;
+};
+
+struct LoadResult {
+  uint64_t completed = 0;
+  uint64_t rejected = 0;  // shop replies that were rejections
+  double seconds = 0;
+  LatencyRecorder latency;  // from the intended send time (coordinated omission corrected)
+  double throughput() const { return seconds > 0 ? static_cast<double>(completed) / seconds : 0; }
+};
+
+// Runs `spec` against `endpoint`, one thread per connection; frames(i)
+// gives connection i's frames. Blocks until done.
+LoadResult runLoad(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
+                   const std::function<FrameSet(int)>& frames);
+
+// Byte offset of `id` inside `frame` (the encoder puts it there verbatim).
+size_t findId(const std::vector<uint8_t>& frame, const uint8_t* id);
+
+}  // namespace shop::bench
