@@ -70,7 +70,9 @@ void Server::run() {
   if (config_.stopFd >= 0) items.push_back({nullptr, config_.stopFd, ZMQ_POLLIN, 0});
 
   for (;;) {
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
+    bool sleep = engine_.prepareToSleep();
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(sleep ? -1 : 0));
+    engine_.wokeUp(items[1].revents & ZMQ_POLLIN);
     if (items[2].revents & ZMQ_POLLIN) {
       control_.clear();
       runPosted();
@@ -79,7 +81,7 @@ void Server::run() {
         (items.size() > 3 && (items[3].revents & ZMQ_POLLIN))) {
       break;
     }
-    if (items[1].revents & ZMQ_POLLIN) engine_.poll();
+    engine_.poll();
     if (items[0].revents & ZMQ_POLLIN) readRequests();
   }
 

@@ -175,7 +175,6 @@ void Engine::dispatch(uint32_t index, Step step) {
 
 size_t Engine::poll() {
   assertOwner();
-  wakeup_.clear();
   size_t total = 0;
   for (;;) {
     size_t n = outbox_.try_dequeue_bulk(outboxToken_, drained_.begin(), drained_.size());
@@ -185,10 +184,24 @@ size_t Engine::poll() {
   }
 }
 
+bool Engine::prepareToSleep() {
+  wakeup_.arm();
+  // Outcomes enqueued before the arm took effect did not notify: look.
+  if (outbox_.size_approx() == 0) return true;
+  wakeup_.disarm();
+  return false;
+}
+
+void Engine::wokeUp(bool wakeFdReadable) {
+  wakeup_.disarm();
+  if (wakeFdReadable) wakeup_.clear();
+}
+
 size_t Engine::wait(int timeoutMs) {
   size_t n = poll();
   if (n > 0) return n;
-  wakeup_.wait(timeoutMs);
+  bool readable = prepareToSleep() && wakeup_.wait(timeoutMs);
+  wokeUp(readable);
   return poll();
 }
 

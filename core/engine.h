@@ -52,13 +52,21 @@ class Engine {
   // possibly before submit returns (rejections, reads, dedupe hits).
   void submit(Command command, uint64_t tag);
 
-  // Processes every shard outcome that is ready; returns how many.
+  // Processes every shard outcome that is ready; returns how many. No syscall.
   size_t poll();
   // Blocks up to timeoutMs (-1: forever) for outcomes, then polls.
   size_t wait(int timeoutMs);
   // Waits until no operation is in flight.
   void drain();
-  // Readable when shard outcomes wait; watch it with poll/zmq_poll, then poll().
+
+  // For an event loop that sleeps on wakeFd() among other fds:
+  //   bool sleep = engine.prepareToSleep();   // false: outcomes already wait
+  //   poll(..., sleep ? timeout : 0);
+  //   engine.wokeUp(wakeFd was readable);
+  //   engine.poll();
+  // Shards write wakeFd() only while the engine is prepared to sleep.
+  bool prepareToSleep();
+  void wokeUp(bool wakeFdReadable);
   int wakeFd() const { return wakeup_.fd(); }
 
   size_t inFlight() const { return inFlight_; }

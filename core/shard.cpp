@@ -64,7 +64,7 @@ void Shard::flush() {
   outbox_.enqueue_bulk(outboxToken_, std::make_move_iterator(pendingOut_.begin()),
                        pendingOut_.size());
   pendingOut_.clear();
-  wakeup_.notify();
+  wakeup_.notifyIfArmed();
 }
 #pragma GCC diagnostic pop
 

@@ -23,6 +23,20 @@ void Wakeup::notify() {
   }
 }
 
+void Wakeup::notifyIfArmed() {
+  // Pairs with the fence in arm(): either the consumer's re-check sees our
+  // item, or we see armed_ == true here (Dekker: store, fence, load).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (armed_.load(std::memory_order_relaxed) && armed_.exchange(false, std::memory_order_relaxed)) {
+    notify();
+  }
+}
+
+void Wakeup::arm() {
+  armed_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
 void Wakeup::clear() {
   uint64_t count;
   while (::read(fd_, &count, sizeof count) < 0 && errno == EINTR) {
