@@ -161,7 +161,11 @@ void Engine::submit(Command command, uint64_t tag) {
   op.reserved = false;
   ++inFlight_;
   if (!isQuery(kind)) dedupe_.begin(op.command.id, index);
-  dispatch(index, kind == CommandKind::buyProduct ? Step::reserve : Step::execute);
+  // A buy needs two steps only when its product and customer live on
+  // different shards; on one shard it is decided in a single step.
+  bool crossShard = kind == CommandKind::buyProduct &&
+                    shardOfProduct(op.command.product()) != shardOfCustomer(op.command.customer());
+  dispatch(index, crossShard ? Step::reserve : Step::execute);
 }
 
 void Engine::dispatch(uint32_t index, Step step) {

@@ -1,5 +1,7 @@
 #include "core/shard.h"
 
+#include <pthread.h>
+
 #include "core/log.h"
 #include <stdexcept>
 
@@ -39,6 +41,7 @@ void Shard::submit(ShardTask task) { inbox_.enqueue(inboxToken_, std::move(task)
 void Shard::resume() { resume_.signal(); }
 
 void Shard::run() {
+  pthread_setname_np(pthread_self(), ("shop-shard-" + std::to_string(index_)).c_str());
   moodycamel::ConsumerToken token(inbox_);
   ShardTask batch[kBatch];
   pendingOut_.reserve(kBatch);
@@ -178,6 +181,21 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
     }
     case CommandKind::buyProduct: {
       auto& c = std::get<BuyProduct>(cmd.body);
+      if (task.step == Step::execute) {
+        // Product and customer both live on this shard: reserve and debit in
+        // one step. Stock moves only once the customer's change committed.
+        auto* product = findIn<Product>(products_, c.product);
+        throwIfArmed('p', c.product);
+        if (auto rejection = checkReserve(product, c)) {
+          out.result = std::move(*rejection);
+          return;
+        }
+        auto* live = findIn<Customer>(customers_, c.customer);
+        commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
+               'c');
+        if (std::holds_alternative<EventBody>(out.result)) product->stock -= c.quantity;
+        return;
+      }
       if (task.step == Step::reserve) {
         auto* product = findIn<Product>(products_, c.product);
         throwIfArmed('p', c.product);

@@ -28,8 +28,8 @@
 namespace shop {
 
 enum class Step : uint8_t {
-  execute,    // the whole command on this shard (all but buy)
-  reserve,    // buy, part 1: reserve stock at the product
+  execute,    // the whole command on this shard (a buy when both aggregates are here)
+  reserve,    // cross-shard buy, part 1: reserve stock at the product
   debit,      // buy, part 2: pay at the customer (unitPrice set)
   release,    // give back stock reserved by a buy that failed (no reply)
   stockBack,  // stock of a return goes back to the product (no reply)

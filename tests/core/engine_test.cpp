@@ -222,3 +222,22 @@ TEST_CASE("replaying the event log rebuilds exactly the live state") {
   CHECK(rebuilt.customers.size() == 6);
   CHECK(rebuilt.products.at("apple").stock == live.products.at("apple").stock);
 }
+
+TEST_CASE("a buy whose product and customer share a shard is decided in one step, faults included") {
+  EngineHarness h{EngineConfig{.shards = 1}};  // every buy is local
+  h.run(CreateCustomer{"alice", 500});
+  h.run(AddProduct{"apple", 100, 3});
+  CHECK(h.run(BuyProduct{"alice", "apple", 2}).status == ReplyStatus::accepted);
+  CHECK(h.run(BuyProduct{"alice", "apple", 2}).rejection()->reason == RejectReason::outOfStock);
+  h.run(Restock{"apple", 10});
+  CHECK(h.run(BuyProduct{"alice", "apple", 4}).rejection()->reason ==
+        RejectReason::insufficientFunds);
+  h.engine.injectCustomerFault("alice");
+  CHECK(h.run(BuyProduct{"alice", "apple", 1}).rejection()->reason == RejectReason::internalError);
+  h.engine.injectProductFault("apple");
+  CHECK(h.run(BuyProduct{"alice", "apple", 1}).rejection()->reason == RejectReason::internalError);
+  ShopState live = h.engine.snapshot();
+  CHECK(live.products.at("apple").stock == 3 - 2 + 10);  // only the one accepted buy took stock
+  CHECK(live.customers.at("alice").balance == 300);
+  CHECK(replay(h.listener.events) == live);
+}

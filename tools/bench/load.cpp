@@ -1,6 +1,7 @@
 #include "tools/bench/load.h"
 
 #include <poll.h>
+#include <pthread.h>
 
 #include <capnp/serialize.h>
 
@@ -58,8 +59,10 @@ struct ConnectionResult {
   LatencyRecorder latency;
 };
 
-void drive(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
-           FrameSet frames, uint64_t prefix, Clock::time_point start, ConnectionResult& out) {
+void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, uint64_t prefix,
+           Clock::time_point start, ConnectionResult& out) {
+  pthread_setname_np(pthread_self(), ("bench-load-" + std::to_string(prefix & 0xFF)).c_str());
+  zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
@@ -126,7 +129,7 @@ size_t findId(const std::vector<uint8_t>& frame, const uint8_t* id) {
   throw std::logic_error("commandId not found in its frame");
 }
 
-LoadResult runLoad(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
+LoadResult runLoad(const std::string& endpoint, const LoadSpec& spec,
                    const std::function<FrameSet(int)>& frames) {
   std::vector<ConnectionResult> results(static_cast<size_t>(spec.connections));
   std::vector<FrameSet> sets;
@@ -134,7 +137,7 @@ LoadResult runLoad(zmq::context_t& context, const std::string& endpoint, const L
   auto start = Clock::now() + std::chrono::milliseconds(50);
   std::vector<std::thread> threads;
   for (int i = 0; i < spec.connections; ++i) {
-    threads.emplace_back(drive, std::ref(context), std::cref(endpoint), std::cref(spec),
+    threads.emplace_back(drive, std::cref(endpoint), std::cref(spec),
                          std::move(sets[static_cast<size_t>(i)]),
                          0xB0000000ull + static_cast<uint64_t>(i), start,
                          std::ref(results[static_cast<size_t>(i)]));

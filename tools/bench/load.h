@@ -41,8 +41,10 @@ struct LoadResult {
 };
 
 // Runs `spec` against `endpoint`, one thread per connection; frames(i)
-// gives connection i's frames. Blocks until done.
-LoadResult runLoad(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
+// gives connection i's frames. Blocks until done. Each connection has its
+// own ZeroMQ context (its own I/O thread), as a client process would: one
+// shared I/O thread would couple the connections the bench compares.
+LoadResult runLoad(const std::string& endpoint, const LoadSpec& spec,
                    const std::function<FrameSet(int)>& frames);
 
 // Byte offset of `id` inside `frame` (the encoder puts it there verbatim).

@@ -78,17 +78,19 @@ long rssBytes() {
 
 // ---- a server in-process, on its own thread ----------------------------------
 
+// The server gets its own ZeroMQ context, as the shopd process would.
 class ServerThread {
  public:
-  explicit ServerThread(zmq::context_t& context, EngineConfig engine = {}) {
+  explicit ServerThread(EngineConfig engine = {}) : context_(1) {
     bus::ServerConfig config;
     config.commandsEndpoint = "tcp://127.0.0.1:*";
     config.eventsEndpoint = "tcp://127.0.0.1:*";
     config.engine = engine;
     std::promise<bus::Server*> ready;
     auto started = ready.get_future();
-    thread_ = std::thread([&context, config, &ready] {
-      bus::Server server(context, config);
+    thread_ = std::thread([this, config, &ready] {
+      pthread_setname_np(pthread_self(), "shop-socket");
+      bus::Server server(context_, config);
       ready.set_value(&server);
       server.run();
     });
@@ -103,6 +105,7 @@ class ServerThread {
   std::string commands, events;
 
  private:
+  zmq::context_t context_;
   bus::Server* server_;
   std::thread thread_;
 };
@@ -111,13 +114,16 @@ class ServerThread {
 
 class EchoServer {
  public:
-  explicit EchoServer(zmq::context_t& context) : router_(context, zmq::socket_type::router) {
+  EchoServer() : context_(1), router_(context_, zmq::socket_type::router) {
     router_.set(zmq::sockopt::linger, 0);
     router_.set(zmq::sockopt::sndhwm, 0);
     router_.set(zmq::sockopt::rcvhwm, 0);
     router_.bind("tcp://127.0.0.1:*");
     endpoint = router_.get(zmq::sockopt::last_endpoint);
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "bench-echo");
+      run();
+    });
   }
   ~EchoServer() {
     stop_ = true;
@@ -139,6 +145,7 @@ class EchoServer {
       }
     }
   }
+  zmq::context_t context_;
   zmq::socket_t router_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -227,9 +234,9 @@ void printHeader(const char* title) {
               "p99.9 us");
 }
 
-Figures measure(zmq::context_t& context, const std::string& endpoint, const LoadSpec& spec,
+Figures measure(const std::string& endpoint, const LoadSpec& spec,
                 const std::function<FrameSet(int)>& frames, LoadResult* raw = nullptr) {
-  LoadResult r = runLoad(context, endpoint, spec, frames);
+  LoadResult r = runLoad(endpoint, spec, frames);
   Figures f{r.throughput(), LatencySummary::of(r.latency)};
   if (raw) *raw = std::move(r);
   return f;
@@ -259,28 +266,28 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
 
   {
     progress("echo: %d connections x %d in flight, %.0f s", o.connections, o.window, spec.seconds);
-    EchoServer echo(context);
-    out.echoMax = measure(context, echo.endpoint, spec, frameSource);
+    EchoServer echo;
+    out.echoMax = measure(echo.endpoint, spec, frameSource);
   }
   {
-    ServerThread server(context);
+    ServerThread server;
     seedShop(context, server.commands, o.connections, customers);
     progress("e2e: %d connections x %d in flight over %d customers, %.0f s", o.connections,
              o.window, o.connections * customers, spec.seconds);
     spec.format = ReplyFormat::shopReply;
     LoadResult raw;
-    out.e2eMax = measure(context, server.commands, spec, frameSource, &raw);
+    out.e2eMax = measure(server.commands, spec, frameSource, &raw);
     report.set("e2e", "rejected", static_cast<double>(raw.rejected));
     // Moderate load: half of e2e's maximum, open loop, for both.
     spec.ratePerConnection = out.e2eMax.throughput / 2 / o.connections;
     progress("e2e paced at %.0f cmds/s", spec.ratePerConnection * o.connections);
-    out.e2ePaced = measure(context, server.commands, spec, frameSource);
+    out.e2ePaced = measure(server.commands, spec, frameSource);
   }
   {
-    EchoServer echo(context);
+    EchoServer echo;
     spec.format = ReplyFormat::echoedCommand;
     progress("echo paced at %.0f cmds/s", spec.ratePerConnection * o.connections);
-    out.echoPaced = measure(context, echo.endpoint, spec, frameSource);
+    out.echoPaced = measure(echo.endpoint, spec, frameSource);
   }
   size_t frameBytes = frames[0].frames[0].size();
   for (const char* s : {"echo", "e2e"}) {
@@ -372,7 +379,7 @@ void runEngine(const Options& o, Report& report, const EchoAndE2e* e2e) {
 
 void runIsolation(const Options& o, Report& report) {
   zmq::context_t context(1);
-  ServerThread server(context);
+  ServerThread server;
   bus::Client client(context, server.commands);
   for (const char* c : {"quiet", "hot"}) {
     if (!client.call({CommandId::random(), CreateCustomer{c, 0}}).ok()) throw std::runtime_error("setup failed");
@@ -384,13 +391,13 @@ void runIsolation(const Options& o, Report& report) {
   double seconds = o.quick ? 2.0 : 5.0;
   LoadSpec quiet{1, 4, rate, seconds, ReplyFormat::shopReply};
   progress("isolation: quiet customer alone at %.0f/s, %.0f s", rate, seconds);
-  Figures alone = measure(context, server.commands, quiet, deposits("quiet"));
+  Figures alone = measure(server.commands, quiet, deposits("quiet"));
 
   progress("isolation: quiet customer while a hot customer floods");
   LoadSpec hot{1, 64, 0, seconds, ReplyFormat::shopReply};
   LoadResult hotResult;
-  std::thread flood([&] { hotResult = runLoad(context, server.commands, hot, deposits("hot")); });
-  Figures withFlood = measure(context, server.commands, quiet, deposits("quiet"));
+  std::thread flood([&] { hotResult = runLoad(server.commands, hot, deposits("hot")); });
+  Figures withFlood = measure(server.commands, quiet, deposits("quiet"));
   flood.join();
 
   record(report, "isolation", "alone_", alone);
@@ -448,7 +455,7 @@ void runFanout(const Options& o, Report& report) {
               "subscribers", "cmds/s", "p99 us", "p99.9 us", "gaps", "re-read");
   for (int subscribers : {1, 8, 32}) {
     zmq::context_t context(1);
-    ServerThread server(context);
+    ServerThread server;
     int customers = 500;
     seedShop(context, server.commands, o.connections, customers);
     std::vector<FrameSet> frames;
@@ -471,7 +478,7 @@ void runFanout(const Options& o, Report& report) {
     while (ready < subscribers) std::this_thread::yield();
     progress("fanout: %d subscriber(s)", subscribers);
     LoadSpec spec{o.connections, o.window, 0, o.seconds(), ReplyFormat::shopReply};
-    Figures f = measure(context, server.commands, spec, [&frames](int c) { return frames[static_cast<size_t>(c)]; });
+    Figures f = measure(server.commands, spec, [&frames](int c) { return frames[static_cast<size_t>(c)]; });
     bus::Client client(context, server.commands);
     auto head = client.call({CommandId::random(), ReadEvents{UINT64_MAX, 1}});
     finalHead = head.reply->reply.page.headSeq;
