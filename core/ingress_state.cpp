@@ -55,13 +55,18 @@ void DedupeWindow::complete(const CommandId& id, const Reply& reply, bool rememb
   }
 }
 
-EventLog::EventLog(size_t retention) : ring_(std::max<size_t>(retention, 1)) {}
+EventLog::EventLog(size_t retention) : capacity_(std::max<size_t>(retention, 1)) {}
 
 const Event& EventLog::append(Event event) {
   event.seq = ++head_;
-  Event& slot = ring_[(event.seq - 1) % ring_.size()];
+  if (ring_.size() < capacity_) {
+    // Still filling: memory grows with the events, not with the retention.
+    ring_.push_back(std::move(event));
+    size_ = ring_.size();
+    return ring_.back();
+  }
+  Event& slot = ring_[(event.seq - 1) % capacity_];
   slot = std::move(event);
-  size_ = std::min(size_ + 1, ring_.size());
   return slot;
 }
 

@@ -82,14 +82,15 @@ class EventLog {
   // The oldest seq still readable, or headSeq()+1 when nothing is retained.
   Seq oldestSeq() const { return head_ - size_ + 1; }
   size_t size() const { return size_; }
-  size_t retention() const { return ring_.size(); }
+  size_t retention() const { return capacity_; }
 
   // Copies events with seq in [from, from + maxCount) that are retained.
   std::vector<Event> read(Seq from, size_t maxCount) const;
-  const Event& at(Seq seq) const { return ring_[(seq - 1) % ring_.size()]; }
+  const Event& at(Seq seq) const { return ring_[(seq - 1) % capacity_]; }
 
  private:
-  std::vector<Event> ring_;
+  size_t capacity_;
+  std::vector<Event> ring_;  // grows to capacity_, then wraps
   Seq head_ = 0;
   size_t size_ = 0;
 };
