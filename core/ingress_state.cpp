@@ -55,19 +55,32 @@ void DedupeWindow::complete(const CommandId& id, const Reply& reply, bool rememb
   }
 }
 
-EventLog::EventLog(size_t retention) : capacity_(std::max<size_t>(retention, 1)) {}
+EventLog::EventLog(size_t retention) : capacity_(std::max<size_t>(retention, 1)) {
+  chunks_.reserve((capacity_ + kChunk - 1) / kChunk);
+}
+
+Event& EventLog::slot(Seq seq) {
+  size_t index = (seq - 1) % capacity_;
+  size_t chunk = index / kChunk;
+  if (chunk == chunks_.size()) {
+    // Still filling: one more fixed chunk. Nothing already stored moves, so
+    // the ingress never pauses to relocate the log.
+    chunks_.push_back(std::make_unique<Event[]>(std::min(kChunk, capacity_ - chunk * kChunk)));
+  }
+  return chunks_[chunk][index % kChunk];
+}
+
+const Event& EventLog::at(Seq seq) const {
+  size_t index = (seq - 1) % capacity_;
+  return chunks_[index / kChunk][index % kChunk];
+}
 
 const Event& EventLog::append(Event event) {
   event.seq = ++head_;
-  if (ring_.size() < capacity_) {
-    // Still filling: memory grows with the events, not with the retention.
-    ring_.push_back(std::move(event));
-    size_ = ring_.size();
-    return ring_.back();
-  }
-  Event& slot = ring_[(event.seq - 1) % capacity_];
-  slot = std::move(event);
-  return slot;
+  Event& stored = slot(event.seq);
+  stored = std::move(event);
+  size_ = std::min(size_ + 1, capacity_);
+  return stored;
 }
 
 std::vector<Event> EventLog::read(Seq from, size_t maxCount) const {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -46,7 +47,9 @@ class DedupeWindow {
  public:
   static constexpr uint32_t kNoOp = UINT32_MAX;
 
-  explicit DedupeWindow(size_t capacity) : capacity_(capacity) {}
+  // Reserves the buckets up front (8 bytes per entry): a rehash of a full
+  // window would stall the ingress for milliseconds.
+  explicit DedupeWindow(size_t capacity) : capacity_(capacity) { entries_.reserve(capacity); }
 
   struct Entry {
     uint32_t op = kNoOp;  // in flight: the op's slot; kNoOp once done
@@ -86,11 +89,15 @@ class EventLog {
 
   // Copies events with seq in [from, from + maxCount) that are retained.
   std::vector<Event> read(Seq from, size_t maxCount) const;
-  const Event& at(Seq seq) const { return ring_[(seq - 1) % capacity_]; }
+  const Event& at(Seq seq) const;
 
  private:
+  static constexpr size_t kChunk = 1024;  // events per allocation
+  Event& slot(Seq seq);
+
   size_t capacity_;
-  std::vector<Event> ring_;  // grows to capacity_, then wraps
+  // The ring, allocated chunk by chunk as it first fills; then it wraps.
+  std::vector<std::unique_ptr<Event[]>> chunks_;
   Seq head_ = 0;
   size_t size_ = 0;
 };
