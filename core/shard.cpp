@@ -123,6 +123,18 @@ void Shard::throwIfArmed(char kind, std::string_view id) {
   if (armedFaults_.erase(key)) throw std::runtime_error("injected fault on " + key);
 }
 
+// The product a buy can take its units from, or null after putting the
+// rejection in `out`.
+Product* Shard::reservable(const BuyProduct& buy, ShardOutcome& out) {
+  auto* product = findIn<Product>(products_, buy.product);
+  throwIfArmed('p', buy.product);
+  if (auto rejection = checkReserve(product, buy)) {
+    out.result = std::move(*rejection);
+    return nullptr;
+  }
+  return product;
+}
+
 // Decides one command step and, when it succeeds, applies its event to a copy
 // of the aggregate that then replaces the live one.
 void Shard::decide(const ShardTask& task, ShardOutcome& out) {
@@ -184,12 +196,8 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       if (task.step == Step::execute) {
         // Product and customer both live on this shard: reserve and debit in
         // one step. Stock moves only once the customer's change committed.
-        auto* product = findIn<Product>(products_, c.product);
-        throwIfArmed('p', c.product);
-        if (auto rejection = checkReserve(product, c)) {
-          out.result = std::move(*rejection);
-          return;
-        }
+        Product* product = reservable(c, out);
+        if (!product) return;
         auto* live = findIn<Customer>(customers_, c.customer);
         commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
                'c');
@@ -197,12 +205,8 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         return;
       }
       if (task.step == Step::reserve) {
-        auto* product = findIn<Product>(products_, c.product);
-        throwIfArmed('p', c.product);
-        if (auto rejection = checkReserve(product, c)) {
-          out.result = std::move(*rejection);
-          return;
-        }
+        Product* product = reservable(c, out);
+        if (!product) return;
         product->stock -= c.quantity;
         out.reserved = true;
         out.unitPrice = product->price;

@@ -91,6 +91,7 @@ class Shard {
   bool handle(ShardTask& task);
   void decide(const ShardTask& task, ShardOutcome& out);
   void throwIfArmed(char kind, std::string_view id);
+  Product* reservable(const BuyProduct& buy, ShardOutcome& out);
   void flush();
 
   unsigned index_;
