@@ -165,8 +165,8 @@ void Server::onEvent(const Event& event) {
   // TODO(perf): reuse one builder arena per turn instead of one per event.
   capnp::MallocMessageBuilder message(128);
   toWire(event, message.initRoot<wire::Event>());
-  std::string topic = topicOf(event);
-  pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore);
+  topicInto(event, topic_);  // one buffer for every event: no allocation once grown
+  pub_.send(zmq::buffer(topic_), zmq::send_flags::sndmore);
   pub_.send(toFrame(message), zmq::send_flags::none);
 }
 

@@ -89,6 +89,7 @@ class Server : private EngineListener {
   moodycamel::ConcurrentQueue<std::function<void(Engine&)>> posted_;
   std::unordered_map<uint64_t, Route> routes_;  // by engine tag
   uint64_t nextTag_ = 1;
+  std::string topic_;  // scratch for onEvent
   ServerStats stats_;
 };
 

@@ -29,7 +29,10 @@ size_t CatchUpSubscriber::deliverInOrder(Event event, const Deliver& deliver) {
     return 0;
   }
   ++next_;
-  if (!topicOf(event).starts_with(options_.topicPrefix)) return 0;
+  if (!options_.topicPrefix.empty()) {
+    topicInto(event, topic_);
+    if (!topic_.starts_with(options_.topicPrefix)) return 0;
+  }
   ++stats_.delivered;
   deliver(event);
   return 1;

@@ -67,6 +67,7 @@ class CatchUpSubscriber {
   Seq next_;                    // the next seq to hand out
   std::map<Seq, Event> ahead_;  // live events that arrived past a gap
   bool caughtUp_ = false;
+  std::string topic_;  // scratch for matching the prefix
   SubscriberStats stats_;
 };
 

@@ -2,18 +2,21 @@
 
 namespace shop::bus {
 
-std::string topicOf(const Event& event) {
+void topicInto(const Event& event, std::string& out) {
   std::string_view kind = eventName(event.body);
-  std::string topic;
+  out.clear();
   if (auto c = event.customer(); !c.empty()) {
-    topic.reserve(c.size() + kind.size() + 3);
-    topic.append("c/").append(c).append("/").append(kind);
+    out.append("c/").append(c).append("/").append(kind);
   } else if (auto p = event.product(); !p.empty()) {
-    topic.reserve(p.size() + kind.size() + 3);
-    topic.append("p/").append(p).append("/").append(kind);
+    out.append("p/").append(p).append("/").append(kind);
   } else {
-    topic.append("s/").append(kind);
+    out.append("s/").append(kind);
   }
+}
+
+std::string topicOf(const Event& event) {
+  std::string topic;
+  topicInto(event, topic);
   return topic;
 }
 

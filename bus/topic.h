@@ -13,6 +13,9 @@
 namespace shop::bus {
 
 std::string topicOf(const Event& event);
+// The same, written into `out` (replacing its contents) so that a caller can
+// reuse one buffer instead of allocating per event.
+void topicInto(const Event& event, std::string& out);
 // The prefix that selects exactly one customer's events.
 std::string customerTopicPrefix(std::string_view customer);
 

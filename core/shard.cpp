@@ -52,7 +52,6 @@ void Shard::run() {
       if (!stop) stop = handle(batch[i]);
       batch[i] = ShardTask{};  // drop borrowed pointers and strings now
     }
-    handled_.fetch_add(n, std::memory_order_relaxed);
     flush();
     if (stop) return;
   }

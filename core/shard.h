@@ -82,8 +82,6 @@ class Shard {
   void resume();
 
   unsigned index() const { return index_; }
-  // Tasks handled so far; thread-safe, for progress reporting.
-  uint64_t tasksHandled() const { return handled_.load(std::memory_order_relaxed); }
 
  private:
   void run();
@@ -101,7 +99,6 @@ class Shard {
   moodycamel::ProducerToken inboxToken_;   // used by the ingress thread
   moodycamel::ProducerToken outboxToken_;  // used by the shard thread
   moodycamel::LightweightSemaphore resume_;
-  std::atomic<uint64_t> handled_{0};
 
   // Shard thread only.
   std::unordered_map<std::string, Customer, StringHash, std::equal_to<>> customers_;
