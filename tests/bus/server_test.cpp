@@ -358,3 +358,31 @@ TEST_CASE("a customer's topic prefix delivers exactly that customer's events") {
     CHECK(readFrame<wire::Event>(body, [](wire::Event::Reader r) { return fromWire(r); }).customer() == "al");
   }
 }
+
+TEST_CASE("a client retry after a timeout reuses the commandId and is applied once") {
+  Fixture f;
+  accepted(f.client.call(cmd(CreateCustomer{"retry", 0})));
+  Client impatient(f.server.context(), f.server.commands(), {.timeoutMs = 50, .retries = 50});
+  unsigned shard = f.server.holdShardOfCustomer("retry");
+
+  std::optional<CallResult> result;
+  Command deposit = cmd(Deposit{"retry", 25});
+  impatient.send(deposit, [&result](const CallResult& r) { result = r; });
+  // The held shard cannot answer, so the attempt times out and is resent.
+  while (impatient.retriesSent() < 2) impatient.poll(100);
+  CHECK_FALSE(result.has_value());
+  f.server.resumeShard(shard);
+  while (!result) impatient.poll(-1);
+
+  REQUIRE(result->ok());
+  CHECK(result->reply->reply.commandId == deposit.id);
+  CHECK(result->reply->reply.status == ReplyStatus::accepted);
+  CHECK(accepted(f.client.call(cmd(GetCustomer{"retry"}))).customer->balance == 25);
+  CallResult page = f.client.call(cmd(ReadEvents{1, 0}));
+  REQUIRE(page.ok());
+  int deposits = 0;
+  for (const auto& e : page.reply->reply.page.events) {
+    deposits += std::holds_alternative<FundsDeposited>(e.body) && e.commandId == deposit.id;
+  }
+  CHECK(deposits == 1);
+}
