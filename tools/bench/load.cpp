@@ -2,10 +2,13 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
 
 #include <capnp/serialize.h>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -17,9 +20,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kRing = 1 << 16;  // intended send times by request index
+// A connection that waits this long for any reply gives up on the rest.
+constexpr int64_t kGiveUpNs = 5'000'000'000;
+
+// The next commandId prefix: one per connection per runLoad(), so that no two
+// requests of a process share an id (a shared id would be answered by dedupe).
+std::atomic<uint64_t> nextPrefix{0xB0000000ull};
 
 int64_t nowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 // The request index a reply answers: the low 8 bytes of its commandId.
@@ -56,12 +66,15 @@ bool replyIndex(const zmq::message_t& frame, ReplyFormat format, uint64_t& index
 struct ConnectionResult {
   uint64_t completed = 0;
   uint64_t rejected = 0;
+  uint64_t lost = 0;
+  int64_t lastReplyNs = 0;
+  double cpuSeconds = 0;
   LatencyRecorder latency;
 };
 
-void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, uint64_t prefix,
-           Clock::time_point start, ConnectionResult& out) {
-  pthread_setname_np(pthread_self(), ("bench-load-" + std::to_string(prefix & 0xFF)).c_str());
+void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, int connection,
+           uint64_t prefix, Clock::time_point start, ConnectionResult& out) {
+  pthread_setname_np(pthread_self(), ("bench-load-" + std::to_string(connection)).c_str());
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::linger, 0);
@@ -71,18 +84,24 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, u
   int fd = socket.get(zmq::sockopt::fd);
 
   std::vector<int64_t> intended(kRing, 0);
-  int64_t startNs = std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
-  int64_t endNs = startNs + static_cast<int64_t>(spec.seconds * 1e9);
+  int64_t startNs =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
+  bool counted = spec.requestsPerConnection > 0;
+  int64_t endNs = counted ? INT64_MAX : startNs + static_cast<int64_t>(spec.seconds * 1e9);
+  uint64_t limit = counted ? spec.requestsPerConnection : UINT64_MAX;
   double intervalNs = spec.ratePerConnection > 0 ? 1e9 / spec.ratePerConnection : 0;
   uint64_t sent = 0, done = 0;
   size_t next = 0;
 
   std::this_thread::sleep_until(start);  // all connections begin together
+  int64_t lastProgressNs = nowNs();
   for (;;) {
     int64_t now = nowNs();
     // Send what is due and fits in the window.
-    while (now < endNs && sent - done < static_cast<uint64_t>(spec.window)) {
-      int64_t due = intervalNs > 0 ? startNs + static_cast<int64_t>(static_cast<double>(sent) * intervalNs) : now;
+    while (now < endNs && sent < limit && sent - done < static_cast<uint64_t>(spec.window)) {
+      int64_t due = intervalNs > 0
+                        ? startNs + static_cast<int64_t>(static_cast<double>(sent) * intervalNs)
+                        : now;
       if (due > now) break;
       auto& frame = frames.frames[next];
       size_t at = frames.idOffsets[next];
@@ -99,25 +118,42 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, u
       uint64_t index;
       bool rejected;
       if (!replyIndex(reply, spec.format, index, rejected)) continue;
-      out.latency.record(nowNs() - intended[index % kRing]);
+      now = nowNs();
+      out.latency.record(now - intended[index % kRing]);
       out.rejected += rejected ? 1 : 0;
+      out.lastReplyNs = now;
+      lastProgressNs = now;
       ++done;
     }
     now = nowNs();
-    if (now >= endNs && done == sent) break;
-    if (now >= endNs + 5'000'000'000) break;  // replies lost: stop anyway
+    bool sending = now < endNs && sent < limit;
+    if (!sending && done == sent) break;
+    if (done < sent && now - lastProgressNs > kGiveUpNs) {  // replies lost: stop anyway
+      out.lost = sent - done;
+      break;
+    }
+    // Closed loop with room in the window: send again at once (sleeping here
+    // would add up to the 1 ms below to every round trip at a small window).
+    bool room = sending && sent - done < static_cast<uint64_t>(spec.window);
+    if (room && intervalNs == 0) continue;
     // Block until a reply may be readable or the next send is due. ZMQ_FD is
-    // edge-triggered, so check ZMQ_EVENTS before sleeping on it.
+    // edge-triggered, so check ZMQ_EVENTS before sleeping on it; the 1 ms
+    // bound is only a safety net.
     if (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) continue;
     int64_t waitNs = 1'000'000;
-    if (intervalNs > 0 && now < endNs && sent - done < static_cast<uint64_t>(spec.window)) {
-      waitNs = std::max<int64_t>(0, startNs + static_cast<int64_t>(static_cast<double>(sent) * intervalNs) - now);
+    if (room) {
+      waitNs = std::max<int64_t>(
+          0, startNs + static_cast<int64_t>(static_cast<double>(sent) * intervalNs) - now);
     }
-    timespec ts{static_cast<time_t>(waitNs / 1'000'000'000), static_cast<long>(waitNs % 1'000'000'000)};
+    timespec ts{static_cast<time_t>(waitNs / 1'000'000'000),
+                static_cast<long>(waitNs % 1'000'000'000)};
     pollfd p{fd, POLLIN, 0};
     ::ppoll(&p, 1, &ts, nullptr);
   }
   out.completed = done;
+  timespec cpu{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+  out.cpuSeconds = static_cast<double>(cpu.tv_sec) + static_cast<double>(cpu.tv_nsec) / 1e9;
 }
 
 }  // namespace
@@ -138,18 +174,23 @@ LoadResult runLoad(const std::string& endpoint, const LoadSpec& spec,
   std::vector<std::thread> threads;
   for (int i = 0; i < spec.connections; ++i) {
     threads.emplace_back(drive, std::cref(endpoint), std::cref(spec),
-                         std::move(sets[static_cast<size_t>(i)]),
-                         0xB0000000ull + static_cast<uint64_t>(i), start,
+                         std::move(sets[static_cast<size_t>(i)]), i, nextPrefix++, start,
                          std::ref(results[static_cast<size_t>(i)]));
   }
   for (auto& t : threads) t.join();
   LoadResult total;
-  total.seconds = spec.seconds;
+  int64_t startNs =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
+  int64_t lastNs = startNs;
   for (auto& r : results) {
     total.completed += r.completed;
     total.rejected += r.rejected;
+    total.lost += r.lost;
+    total.clientCpuSeconds += r.cpuSeconds;
     total.latency.merge(r.latency);
+    lastNs = std::max(lastNs, r.lastReplyNs);
   }
+  total.seconds = static_cast<double>(lastNs - startNs) / 1e9;
   return total;
 }
 

@@ -1,5 +1,6 @@
 // Load generation over DEALER sockets, shared by the echo baseline and the
-// end-to-end scenarios so that both are measured the same way.
+// end-to-end scenarios so that both servers are driven the same way, with the
+// same frames.
 #pragma once
 
 #include <atomic>
@@ -15,7 +16,9 @@ namespace shop::bench {
 
 // The request frames one connection cycles through. Each frame holds a
 // commandId at `idOffset`; the driver writes a fresh id there per send so
-// that dedupe never short-cuts a request.
+// that dedupe never short-cuts a request. Ids are unique across every
+// runLoad() of the process: a prefix per connection per run (high 8 bytes)
+// and the request index (low 8 bytes).
 struct FrameSet {
   std::vector<std::vector<uint8_t>> frames;
   std::vector<size_t> idOffsets;
@@ -26,17 +29,21 @@ enum class ReplyFormat { echoedCommand, shopReply };
 
 struct LoadSpec {
   int connections = 2;
-  int window = 16;               // requests in flight per connection
-  double ratePerConnection = 0;  // requests/s, open loop; 0 = closed loop (as fast as replies allow)
-  double seconds = 2;
+  int window = 16;  // requests in flight per connection
+  double ratePerConnection =
+      0;               // requests/s, open loop; 0 = closed loop (as fast as replies allow)
+  double seconds = 2;  // how long to send; ignored when requestsPerConnection > 0
   ReplyFormat format = ReplyFormat::shopReply;
+  uint64_t requestsPerConnection = 0;  // > 0: send exactly this many, then stop
 };
 
 struct LoadResult {
   uint64_t completed = 0;
   uint64_t rejected = 0;  // shop replies that were rejections
-  double seconds = 0;
-  LatencyRecorder latency;  // from the intended send time (coordinated omission corrected)
+  uint64_t lost = 0;      // sent but unanswered when a connection gave up (5 s without a reply)
+  double seconds = 0;     // from the common start to the last reply of any connection
+  double clientCpuSeconds = 0;  // CPU of the load threads themselves
+  LatencyRecorder latency;      // from the intended send time (coordinated omission corrected)
   double throughput() const { return seconds > 0 ? static_cast<double>(completed) / seconds : 0; }
 };
 

@@ -1,14 +1,19 @@
 // shop-bench: the performance contract, measured side by side in one run.
 // Every headline figure is a ratio to a baseline from the same invocation,
-// because these machines are shared and noisy.
+// because these machines are shared and noisy. The servers run as their own
+// processes (shopd and shop-echo, found next to this executable); only the
+// engine and scale scenarios drive the engine in-process.
 #include <capnp/message.h>
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -17,33 +22,52 @@
 
 #include "bus/client.h"
 #include "bus/codec.h"
-#include "bus/server.h"
 #include "bus/subscriber.h"
 #include "core/engine.h"
+#include "tools/bench/child.h"
 #include "tools/bench/load.h"
+#include "tools/bench/thread_cpu.h"
 #include "tools/cli.h"
 
 namespace shop::bench {
 namespace {
 
-constexpr const char* kUsage = R"(usage: shop-bench [--quick] [--json FILE] [--only SCENARIO,...] [--connections K] [--window W]
+constexpr const char* kUsage =
+    R"(usage: shop-bench [--quick] [--json FILE] [--only SCENARIO,...] [--connections K] [--window W]
 
-Scenarios (all by default): echo, e2e, engine, isolation, scale, fanout.
-  echo       raw ZeroMQ DEALER->ROUTER echo: the baseline for e2e
-  e2e        a real shopd in-process, K connections x W in flight, a buy/return/deposit mix
-  engine     the engine alone, no sockets
-  isolation  a quiet customer's p99 alone, then while a hot customer floods
-  scale      1k -> 100k -> 1M customers: RSS per customer, throughput as it grows
-  fanout     1, 8, 32 subscribers: the command path, and events lost then recovered
+Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation, fanout.
+  echo, e2e  one shop-echo and one shopd process, both started by the bench
+             (shopd --no-catalog on ephemeral ports), driven with the same
+             frames (a buy, buy, return, deposit mix) by the same load driver:
+             1. e2e at K x W on the freshly seeded shopd ("fresh");
+             2. fill: max(retention, dedupe window) deposits, 4 x 32, closed
+                loop, so that shopd's dedupe window and event log are full;
+             3. echo and e2e interleaved at 1x1, 2x16, 4x32, 8x64 (and K x W):
+                commands/s, p50/p99/p99.9, e2e / echo, and each server
+                thread's CPU microseconds per command (/proc/<pid>/task);
+             4. e2e paced at half its K x W maximum, then echo at that rate.
+             Every e2e figure but "fresh" is at this steady state.
+  engine     the engine in-process, no sockets
+  isolation  a shopd process: a quiet customer's p99 alone, then while a hot
+             customer floods
+  scale      the engine in-process: 1k -> 100k -> 1M customers, RSS per
+             customer and throughput as it grows
+  fanout     a shopd process per run, 1, 8, 32 subscribers: the command path,
+             and events lost then recovered
 
-  --quick          every scenario short (< 60 s in all); scale stops at 100k
-  --json FILE      write every figure, the parameters, the core count and `ratios`
-  --connections K  client connections for echo/e2e/fanout (default 2)
+  --quick          every scenario short (well under 90 s in all): 1 s rounds,
+                   shopd --retention 100000 --dedupe-window 100000 so the fill
+                   is 100k commands (full run: shopd's defaults, 1M), scale
+                   stops at 100k
+  --json FILE      write every figure, the parameters, the core count, CPU per
+                   command per thread and `ratios`
+  --connections K  the headline configuration for echo/e2e/fanout (default 2)
   --window W       requests in flight per connection (default 16)
   -h, --help       this text
 
 Latencies are measured from the intended send time (corrected for coordinated
-omission). Progress goes to stderr; the tables to stdout.
+omission). Progress goes to stderr; the tables to stdout. A server that does
+not exit 0 on SIGTERM makes the bench exit 1 (after writing the JSON).
 )";
 
 struct Options {
@@ -53,7 +77,12 @@ struct Options {
   int connections = 2;
   int window = 16;
   bool runs(const std::string& s) const { return only.empty() || only.count(s); }
+  // Measured rounds. CPU is read in 10 ms clock ticks: 5 s rounds resolve a
+  // busy thread to 0.2 %, --quick's 1 s rounds to 1 %.
   double seconds() const { return quick ? 1.0 : 5.0; }
+  // shopd's retention and dedupe window, filled before the steady-state
+  // rounds; 0 = shopd's defaults (1,000,000 each).
+  uint64_t shopdHistory() const { return quick ? 100'000 : 0; }
 };
 
 void progress(const char* fmt, auto... args) {
@@ -66,7 +95,13 @@ void progress(const char* fmt, auto... args) {
 struct Report {
   std::map<std::string, std::map<std::string, double>> figures;
   std::map<std::string, double> ratios;
-  void set(const std::string& scenario, const std::string& key, double v) { figures[scenario][key] = v; }
+  // server ("echo", "e2e") -> configuration ("4x32") -> thread name (and
+  // "total") -> CPU microseconds per command.
+  std::map<std::string, std::map<std::string, std::map<std::string, double>>> cpu;
+  std::vector<std::string> failures;  // servers that did not stop cleanly
+  void set(const std::string& scenario, const std::string& key, double v) {
+    figures[scenario][key] = v;
+  }
 };
 
 long rssBytes() {
@@ -76,80 +111,96 @@ long rssBytes() {
   return resident * sysconf(_SC_PAGESIZE);
 }
 
-// ---- a server in-process, on its own thread ----------------------------------
+// ---- servers, each in its own process ---------------------------------------------
 
-// The server gets its own ZeroMQ context, as the shopd process would.
-class ServerThread {
+// The text after `key` up to the next ',', ' ' or the end of `line`.
+std::string fieldAfter(const std::string& line, const std::string& key) {
+  size_t at = line.find(key);
+  if (at == std::string::npos) return {};
+  at += key.size();
+  return line.substr(at, line.find_first_of(", ", at) - at);
+}
+
+// A shopd or shop-echo process serving on ephemeral ports, started from the
+// directory of this executable. Owned by the main thread (see ChildProcess).
+class ServerProcess {
  public:
-  explicit ServerThread(EngineConfig engine = {}) : context_(1) {
-    bus::ServerConfig config;
-    config.commandsEndpoint = "tcp://127.0.0.1:*";
-    config.eventsEndpoint = "tcp://127.0.0.1:*";
-    config.engine = engine;
-    std::promise<bus::Server*> ready;
-    auto started = ready.get_future();
-    thread_ = std::thread([this, config, &ready] {
-      pthread_setname_np(pthread_self(), "shop-socket");
-      bus::Server server(context_, config);
-      ready.set_value(&server);
-      server.run();
-    });
-    server_ = started.get();
-    commands = server_->commandsEndpoint();
-    events = server_->eventsEndpoint();
+  ServerProcess(const std::string& program, std::vector<std::string> args)
+      : child_(withProgram(program, std::move(args))) {
+    // The startup line, e.g. "serving commands on tcp://127.0.0.1:40123, events on ...".
+    std::string line = child_.waitForStderrLine("serving commands on ");
+    commands = fieldAfter(line, "serving commands on ");
+    events = fieldAfter(line, "events on ");
+    if (commands.empty())
+      throw std::runtime_error("no endpoint in " + program + "'s line: " + line);
   }
-  ~ServerThread() {
-    server_->requestStop();
-    thread_.join();
-  }
-  std::string commands, events;
-
- private:
-  zmq::context_t context_;
-  bus::Server* server_;
-  std::thread thread_;
-};
-
-// ---- the echo baseline ---------------------------------------------------------
-
-class EchoServer {
- public:
-  EchoServer() : context_(1), router_(context_, zmq::socket_type::router) {
-    router_.set(zmq::sockopt::linger, 0);
-    router_.set(zmq::sockopt::sndhwm, 0);
-    router_.set(zmq::sockopt::rcvhwm, 0);
-    router_.bind("tcp://127.0.0.1:*");
-    endpoint = router_.get(zmq::sockopt::last_endpoint);
-    thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "bench-echo");
-      run();
-    });
-  }
-  ~EchoServer() {
-    stop_ = true;
-    thread_.join();
-  }
-  std::string endpoint;
-
- private:
-  void run() {
-    zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-    while (!stop_) {
-      // The 50 ms timeout only notices stop_; under load poll returns at once.
-      zmq::poll(&item, 1, std::chrono::milliseconds(50));
-      zmq::message_t identity, body;
-      while (router_.recv(identity, zmq::recv_flags::dontwait)) {
-        (void)router_.recv(body, zmq::recv_flags::none);
-        router_.send(identity, zmq::send_flags::sndmore);
-        router_.send(body, zmq::send_flags::none);
-      }
+  // SIGTERM and wait; a non-zero exit goes into report.failures.
+  void stop(Report& report) {
+    int code = child_.stop();
+    if (code != 0) {
+      std::string why = child_.name() + " (pid " + std::to_string(child_.pid()) + ") exited " +
+                        std::to_string(code) + " on SIGTERM; its stderr:\n" + child_.stderrText();
+      progress("%s", why.c_str());
+      report.failures.push_back(why);
     }
   }
-  zmq::context_t context_;
-  zmq::socket_t router_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
+  pid_t pid() const { return child_.pid(); }
+
+  std::string commands;
+  std::string events;  // empty for shop-echo
+
+ private:
+  static std::vector<std::string> withProgram(const std::string& program,
+                                              std::vector<std::string> args) {
+    std::string path = executableDir() + "/" + program;
+    if (::access(path.c_str(), X_OK) != 0) {
+      throw std::runtime_error(path + " not found: build the " + program + " target");
+    }
+    args.insert(args.begin(), path);
+    return args;
+  }
+  ChildProcess child_;
 };
+
+// shopd with no catalog; history > 0 sets both --retention and --dedupe-window.
+std::unique_ptr<ServerProcess> startShopd(uint64_t history = 0) {
+  std::vector<std::string> args = {"--no-catalog", "--commands", "tcp://127.0.0.1:*", "--events",
+                                   "tcp://127.0.0.1:*"};
+  if (history > 0) {
+    for (const char* flag : {"--retention", "--dedupe-window"}) {
+      args.push_back(flag);
+      args.push_back(std::to_string(history));
+    }
+  }
+  return std::make_unique<ServerProcess>("shopd", std::move(args));
+}
+
+// The default of a shopd flag, read from `shopd --help` ("... (default N)"),
+// so that a full run fills what the shopd it starts really keeps.
+uint64_t shopdDefault(const std::string& flag) {
+  std::string path = executableDir() + "/shopd";
+  std::string command = "'";
+  for (char c : path) command += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  command += "' --help";
+  FILE* help = ::popen(command.c_str(), "r");
+  if (!help) throw std::runtime_error("cannot run " + path + " --help");
+  std::string text;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, help)) text.append(buf, n);
+  ::pclose(help);
+  size_t at = text.find("  " + flag + " ");
+  size_t eol = text.find('\n', at);
+  size_t def = at == std::string::npos ? at : text.find("(default ", at);
+  if (def == std::string::npos || def > eol) {
+    throw std::runtime_error("no default for " + flag + " in shopd --help");
+  }
+  return std::stoull(text.substr(def + 9));
+}
+
+std::unique_ptr<ServerProcess> startEcho() {
+  return std::make_unique<ServerProcess>(
+      "shop-echo", std::vector<std::string>{"--commands", "tcp://127.0.0.1:*"});
+}
 
 // ---- the command mix -------------------------------------------------------------
 
@@ -159,7 +210,9 @@ constexpr int64_t kBigBalance = 1'000'000'000'000;
 std::string customerName(int connection, int i) {
   return "b" + std::to_string(connection) + "-" + std::to_string(i);
 }
-std::string productName(int k) { return "bp" + std::to_string(k); }
+std::string productName(int k) {
+  return "bp" + std::to_string(k);
+}
 
 // Per customer, in order: buy, buy, return one, deposit. With many more
 // customers than requests in flight, each customer has at most one pending,
@@ -183,6 +236,14 @@ std::vector<Command> mixFor(int connection, int customers) {
   return ordered;
 }
 
+// One deposit per customer of a connection: the fill's commands, all accepted.
+std::vector<Command> depositsFor(int connection, int customers) {
+  std::vector<Command> out;
+  for (int i = 0; i < customers; ++i)
+    out.push_back({CommandId::random(), Deposit{customerName(connection, i), 1}});
+  return out;
+}
+
 FrameSet framesOf(const std::vector<Command>& commands) {
   FrameSet set;
   for (const auto& c : commands) {
@@ -198,7 +259,8 @@ FrameSet framesOf(const std::vector<Command>& commands) {
 }
 
 // Creates the products and every connection's customers, W at a time.
-void seedShop(zmq::context_t& context, const std::string& commands, int connections, int customers) {
+void seedShop(zmq::context_t& context, const std::string& commands, int connections,
+              int customers) {
   bus::Client client(context, commands, {.timeoutMs = 10'000, .retries = 0});
   std::vector<Command> setup;
   for (int k = 0; k < kProducts; ++k) {
@@ -217,7 +279,8 @@ void seedShop(zmq::context_t& context, const std::string& commands, int connecti
     while (client.inFlight() >= 64) client.poll(-1);
   }
   while (client.inFlight() > 0) client.poll(-1);
-  if (failed) throw std::runtime_error("seeding the shop failed for " + std::to_string(failed) + " commands");
+  if (failed)
+    throw std::runtime_error("seeding the shop failed for " + std::to_string(failed) + " commands");
 }
 
 struct Figures {
@@ -242,7 +305,8 @@ Figures measure(const std::string& endpoint, const LoadSpec& spec,
   return f;
 }
 
-void record(Report& report, const std::string& scenario, const std::string& prefix, const Figures& f) {
+void record(Report& report, const std::string& scenario, const std::string& prefix,
+            const Figures& f) {
   report.set(scenario, prefix + "commands_per_s", f.throughput);
   report.set(scenario, prefix + "p50_us", f.latency.p50Us);
   report.set(scenario, prefix + "p99_us", f.latency.p99Us);
@@ -252,65 +316,240 @@ void record(Report& report, const std::string& scenario, const std::string& pref
 // ---- scenarios -----------------------------------------------------------------
 
 struct EchoAndE2e {
-  Figures echoMax, echoPaced, e2eMax, e2ePaced;
+  Figures echoMax, echoPaced, e2eMax, e2ePaced;  // at the headline configuration
 };
 
-EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
-  zmq::context_t context(1);
-  int customers = o.quick ? 500 : 2000;
-  std::vector<FrameSet> frames;
-  for (int c = 0; c < o.connections; ++c) frames.push_back(framesOf(mixFor(c, customers)));
-  auto frameSource = [&frames](int c) { return frames[static_cast<size_t>(c)]; };
-  LoadSpec spec{o.connections, o.window, 0, o.seconds(), ReplyFormat::echoedCommand};
-  EchoAndE2e out{};
+struct LoadConfig {
+  int connections = 1;
+  int window = 1;
+  std::string label() const { return std::to_string(connections) + "x" + std::to_string(window); }
+  bool operator==(const LoadConfig&) const = default;
+};
 
-  {
-    progress("echo: %d connections x %d in flight, %.0f s", o.connections, o.window, spec.seconds);
-    EchoServer echo;
-    out.echoMax = measure(echo.endpoint, spec, frameSource);
+// One measured round against a server process, with that process's CPU.
+struct Round {
+  Figures figures{};
+  uint64_t completed = 0, rejected = 0, lost = 0;
+  std::map<std::string, double> cpuUs;  // server thread name -> CPU us per command
+  double cpuUsTotal = 0;                // the whole server process, per command
+  double clientCpuUs = 0;               // the bench's load threads, per command
+};
+
+Round measureRound(const ServerProcess& server, const LoadSpec& spec,
+                   const std::function<FrameSet(int)>& frames) {
+  CpuSample before = sampleCpu(server.pid());
+  LoadResult r = runLoad(server.commands, spec, frames);
+  CpuSample after = sampleCpu(server.pid());
+  Round out;
+  out.figures = {r.throughput(), LatencySummary::of(r.latency)};
+  out.completed = r.completed;
+  out.rejected = r.rejected;
+  out.lost = r.lost;
+  double commands = static_cast<double>(std::max<uint64_t>(1, r.completed));
+  for (const auto& [name, seconds] : cpuSecondsByThread(before, after)) {
+    out.cpuUs[name] = seconds * 1e6 / commands;
+    out.cpuUsTotal += seconds * 1e6 / commands;
   }
-  {
-    ServerThread server;
-    seedShop(context, server.commands, o.connections, customers);
-    progress("e2e: %d connections x %d in flight over %d customers, %.0f s", o.connections,
-             o.window, o.connections * customers, spec.seconds);
-    spec.format = ReplyFormat::shopReply;
-    LoadResult raw;
-    out.e2eMax = measure(server.commands, spec, frameSource, &raw);
-    report.set("e2e", "rejected", static_cast<double>(raw.rejected));
-    // Moderate load: half of e2e's maximum, open loop, for both.
-    spec.ratePerConnection = out.e2eMax.throughput / 2 / o.connections;
-    progress("e2e paced at %.0f cmds/s", spec.ratePerConnection * o.connections);
-    out.e2ePaced = measure(server.commands, spec, frameSource);
+  out.clientCpuUs = r.clientCpuSeconds * 1e6 / commands;
+  if (r.lost) {
+    progress("warning: %llu requests unanswered after 5 s",
+             static_cast<unsigned long long>(r.lost));
   }
-  {
-    EchoServer echo;
-    spec.format = ReplyFormat::echoedCommand;
-    progress("echo paced at %.0f cmds/s", spec.ratePerConnection * o.connections);
-    out.echoPaced = measure(echo.endpoint, spec, frameSource);
+  return out;
+}
+
+std::string fixed(double v, int decimals = 2) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+// The configurations of the interleaved rounds; the headline one (--connections
+// x --window, 2x16 by default) is added when it is not among them.
+std::vector<LoadConfig> echoE2eConfigs(const LoadConfig& headline) {
+  std::vector<LoadConfig> configs = {{1, 1}, {2, 16}, {4, 32}, {8, 64}};
+  if (std::find(configs.begin(), configs.end(), headline) == configs.end()) {
+    configs.push_back(headline);
   }
-  size_t frameBytes = frames[0].frames[0].size();
+  return configs;
+}
+
+EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
+  const LoadConfig headline{o.connections, o.window};
+  const LoadConfig fillConfig{4, 32};
+  const std::vector<LoadConfig> configs = echoE2eConfigs(headline);
+  int maxConnections = fillConfig.connections, maxWindow = fillConfig.window;
+  for (const auto& c : configs) {
+    maxConnections = std::max(maxConnections, c.connections);
+    maxWindow = std::max(maxWindow, c.window);
+  }
+  // Many more customers than requests in flight per connection, so that each
+  // customer has at most one pending and the mix stays all accepted.
+  int customers = std::max(o.quick ? 500 : 2000, 4 * maxWindow);
+  std::vector<FrameSet> mix, deposits;
+  for (int c = 0; c < maxConnections; ++c) {
+    mix.push_back(framesOf(mixFor(c, customers)));
+    deposits.push_back(framesOf(depositsFor(c, customers)));
+  }
+  auto mixSource = [&mix](int c) { return mix[static_cast<size_t>(c)]; };
+  auto depositSource = [&deposits](int c) { return deposits[static_cast<size_t>(c)]; };
+  const double seconds = o.seconds();
+
+  // The fill makes shopd's dedupe window and event log full, as a server
+  // that has run for a while has them.
+  uint64_t history = o.shopdHistory();
+  uint64_t fillCommands =
+      history > 0 ? history
+                  : std::max(shopdDefault("--retention"), shopdDefault("--dedupe-window"));
+
+  auto echo = startEcho();
+  auto shopd = startShopd(history);
+  progress("shop-echo pid %d on %s; shopd pid %d on %s", static_cast<int>(echo->pid()),
+           echo->commands.c_str(), static_cast<int>(shopd->pid()), shopd->commands.c_str());
+  {
+    zmq::context_t context(1);
+    seedShop(context, shopd->commands, maxConnections, customers);
+  }
+
+  // 1. A fresh shopd: seeded, nothing else.
+  LoadSpec spec{headline.connections, headline.window, 0, seconds, ReplyFormat::shopReply};
+  progress("e2e %s on a fresh shopd, %.0f s", headline.label().c_str(), seconds);
+  Round fresh = measureRound(*shopd, spec, mixSource);
+
+  // 2. The fill, closed loop, as fast as it goes.
+  LoadSpec fill{fillConfig.connections, fillConfig.window, 0, 0, ReplyFormat::shopReply};
+  fill.requestsPerConnection = (fillCommands + static_cast<uint64_t>(fillConfig.connections) - 1) /
+                               static_cast<uint64_t>(fillConfig.connections);
+  progress("fill: %llu deposits at %s to fill shopd's dedupe window and event log",
+           static_cast<unsigned long long>(fill.requestsPerConnection *
+                                           static_cast<uint64_t>(fill.connections)),
+           fillConfig.label().c_str());
+  LoadResult filled = runLoad(shopd->commands, fill, depositSource);
+  if (filled.rejected || filled.lost) {
+    throw std::runtime_error("fill: " + std::to_string(filled.rejected) + " rejected, " +
+                             std::to_string(filled.lost) + " unanswered");
+  }
+
+  // 3. Steady state, echo and e2e interleaved so that both see the same
+  // machine load over time.
+  std::map<std::string, Round> echoRounds, e2eRounds;
+  for (const auto& c : configs) {
+    LoadSpec s{c.connections, c.window, 0, seconds, ReplyFormat::echoedCommand};
+    progress("echo %s, %.0f s", c.label().c_str(), seconds);
+    echoRounds[c.label()] = measureRound(*echo, s, mixSource);
+    s.format = ReplyFormat::shopReply;
+    progress("e2e %s (steady state), %.0f s", c.label().c_str(), seconds);
+    e2eRounds[c.label()] = measureRound(*shopd, s, mixSource);
+  }
+
+  // 4. Moderate load: half of e2e's steady maximum at the headline
+  // configuration, open loop, for both.
+  EchoAndE2e out{};
+  out.echoMax = echoRounds[headline.label()].figures;
+  out.e2eMax = e2eRounds[headline.label()].figures;
+  spec.ratePerConnection = out.e2eMax.throughput / 2 / headline.connections;
+  progress("e2e %s paced at %.0f cmds/s", headline.label().c_str(),
+           spec.ratePerConnection * headline.connections);
+  Round e2ePaced = measureRound(*shopd, spec, mixSource);
+  out.e2ePaced = e2ePaced.figures;
+  spec.format = ReplyFormat::echoedCommand;
+  progress("echo %s paced at %.0f cmds/s", headline.label().c_str(),
+           spec.ratePerConnection * headline.connections);
+  out.echoPaced = measureRound(*echo, spec, mixSource).figures;
+
+  echo->stop(report);
+  shopd->stop(report);
+
+  // ---- the figures
+  size_t frameBytes = mix[0].frames[0].size();
   for (const char* s : {"echo", "e2e"}) {
-    report.set(s, "connections", o.connections);
-    report.set(s, "window", o.window);
-    report.set(s, "seconds", spec.seconds);
+    report.set(s, "connections", headline.connections);
+    report.set(s, "window", headline.window);
+    report.set(s, "seconds", seconds);
     report.set(s, "request_bytes", static_cast<double>(frameBytes));
+    report.set(s, "customers_per_connection", customers);
   }
   record(report, "echo", "max_", out.echoMax);
   record(report, "echo", "paced_", out.echoPaced);
   record(report, "e2e", "max_", out.e2eMax);
   record(report, "e2e", "paced_", out.e2ePaced);
-  report.set("e2e", "paced_rate", spec.ratePerConnection * o.connections);
+  record(report, "e2e", "fresh_", fresh.figures);
+  report.set("e2e", "paced_rate", spec.ratePerConnection * headline.connections);
+  report.set("e2e", "history", static_cast<double>(fillCommands));
+  report.set("e2e", "fill_commands", static_cast<double>(filled.completed));
+  report.set("e2e", "fill_seconds", filled.seconds);
+  report.set("e2e", "fill_commands_per_s", filled.throughput());
+  uint64_t rejected = fresh.rejected + e2ePaced.rejected;
+  for (const auto& c : configs) {
+    std::string l = c.label();
+    const Round& e = echoRounds[l];
+    const Round& s = e2eRounds[l];
+    record(report, "echo", "max_" + l + "_", e.figures);
+    record(report, "e2e", "max_" + l + "_", s.figures);
+    report.set("echo", "cpu_us_per_command_" + l, e.cpuUsTotal);
+    report.set("e2e", "cpu_us_per_command_" + l, s.cpuUsTotal);
+    report.set("echo", "client_cpu_us_per_command_" + l, e.clientCpuUs);
+    report.set("e2e", "client_cpu_us_per_command_" + l, s.clientCpuUs);
+    report.cpu["echo"][l] = e.cpuUs;
+    report.cpu["echo"][l]["total"] = e.cpuUsTotal;
+    report.cpu["e2e"][l] = s.cpuUs;
+    report.cpu["e2e"][l]["total"] = s.cpuUsTotal;
+    report.ratios["e2e_vs_echo_throughput_" + l] = s.figures.throughput / e.figures.throughput;
+    rejected += s.rejected;
+  }
+  report.set("e2e", "rejected", static_cast<double>(rejected));
   report.ratios["e2e_vs_echo_throughput"] = out.e2eMax.throughput / out.echoMax.throughput;
   report.ratios["e2e_vs_echo_p99"] = out.e2ePaced.latency.p99Us / out.echoPaced.latency.p99Us;
+  report.ratios["steady_vs_fresh_throughput"] = out.e2eMax.throughput / fresh.figures.throughput;
+  if (e2eRounds.count("4x32")) {
+    report.ratios["cpu_per_command_vs_echo_4x32"] =
+        e2eRounds["4x32"].cpuUsTotal / echoRounds["4x32"].cpuUsTotal;
+  }
 
-  printHeader("echo vs e2e (same frames, same window; paced = half of e2e max, open loop)");
-  printRow("echo, max", out.echoMax);
-  printRow("e2e, max", out.e2eMax,
-           "ratio " + std::to_string(report.ratios["e2e_vs_echo_throughput"]) + " (target >= 0.7)");
-  printRow("echo, paced", out.echoPaced);
-  printRow("e2e, paced", out.e2ePaced,
-           "p99 ratio " + std::to_string(report.ratios["e2e_vs_echo_p99"]) + " (target <= 2)");
+  // ---- the tables
+  printHeader(
+      "echo vs e2e: shop-echo and shopd processes, same frames, same driver; "
+      "e2e at steady state unless fresh");
+  printRow(("e2e " + headline.label() + ", fresh shopd").c_str(), fresh.figures);
+  std::printf("  %-34s %12.0f  %llu deposits in %.1f s\n", ("fill " + fillConfig.label()).c_str(),
+              filled.throughput(), static_cast<unsigned long long>(filled.completed),
+              filled.seconds);
+  for (const auto& c : configs) {
+    std::string l = c.label();
+    printRow(("echo " + l).c_str(), echoRounds[l].figures);
+    printRow(("e2e " + l).c_str(), e2eRounds[l].figures,
+             "ratio " + fixed(report.ratios["e2e_vs_echo_throughput_" + l]) +
+                 (c == headline ? " (target >= 0.7)" : "") +
+                 (e2eRounds[l].rejected ? ", " + std::to_string(e2eRounds[l].rejected) + " rejected"
+                                        : ""));
+  }
+  printRow(("e2e " + headline.label() + ", paced").c_str(), out.e2ePaced);
+  printRow(("echo " + headline.label() + ", paced").c_str(), out.echoPaced,
+           "e2e p99 / echo p99 " + fixed(report.ratios["e2e_vs_echo_p99"]) + " (target <= 2)");
+  std::printf("  steady / fresh throughput at %s: %.2f (target >= 0.95)\n",
+              headline.label().c_str(), report.ratios["steady_vs_fresh_throughput"]);
+
+  std::printf(
+      "\nCPU us per command by server thread (/proc/<pid>/task/*/stat, %ld ticks/s); "
+      "client = the bench's load threads\n",
+      sysconf(_SC_CLK_TCK));
+  for (const auto& c : configs) {
+    std::string l = c.label();
+    for (const auto& [server, rounds] :
+         {std::pair{"echo", &echoRounds}, std::pair{"e2e", &e2eRounds}}) {
+      const Round& r = (*rounds)[l];
+      std::string threads;
+      for (const auto& [name, us] : r.cpuUs) threads += "  " + name + " " + fixed(us);
+      std::printf("  %-5s %-4s total %6.2f  client %6.2f |%s\n", l.c_str(), server, r.cpuUsTotal,
+                  r.clientCpuUs, threads.c_str());
+    }
+  }
+  if (report.ratios.count("cpu_per_command_vs_echo_4x32")) {
+    std::printf("  shopd / shop-echo CPU per command at 4x32: %.2f (target <= 2)\n",
+                report.ratios["cpu_per_command_vs_echo_4x32"]);
+  }
+  if (rejected)
+    progress("warning: e2e had %llu rejected replies", static_cast<unsigned long long>(rejected));
   return out;
 }
 
@@ -347,11 +586,13 @@ double engineThroughput(Engine& engine, EngineDriver& driver, const std::vector<
 void seedEngine(Engine& engine, int connections, int customers) {
   uint64_t n = 0;
   for (int k = 0; k < kProducts; ++k) {
-    engine.submit({CommandId::fromNumber(0xA, n++), AddProduct{productName(k), 1 + k, 1'000'000'000'000}}, 1);
+    engine.submit(
+        {CommandId::fromNumber(0xA, n++), AddProduct{productName(k), 1 + k, 1'000'000'000'000}}, 1);
   }
   for (int c = 0; c < connections; ++c) {
     for (int i = 0; i < customers; ++i) {
-      engine.submit({CommandId::fromNumber(0xA, n++), CreateCustomer{customerName(c, i), kBigBalance}}, 1);
+      engine.submit(
+          {CommandId::fromNumber(0xA, n++), CreateCustomer{customerName(c, i), kBigBalance}}, 1);
       if (engine.inFlight() > 256) engine.wait(-1);
     }
   }
@@ -379,13 +620,17 @@ void runEngine(const Options& o, Report& report, const EchoAndE2e* e2e) {
 
 void runIsolation(const Options& o, Report& report) {
   zmq::context_t context(1);
-  ServerThread server;
+  auto shopd = startShopd();
+  ServerProcess& server = *shopd;
   bus::Client client(context, server.commands);
   for (const char* c : {"quiet", "hot"}) {
-    if (!client.call({CommandId::random(), CreateCustomer{c, 0}}).ok()) throw std::runtime_error("setup failed");
+    if (!client.call({CommandId::random(), CreateCustomer{c, 0}}).ok())
+      throw std::runtime_error("setup failed");
   }
   auto deposits = [](const char* customer) {
-    return [customer](int) { return framesOf({Command{CommandId::random(), Deposit{customer, 1}}}); };
+    return [customer](int) {
+      return framesOf({Command{CommandId::random(), Deposit{customer, 1}}});
+    };
   };
   double rate = 2000;
   double seconds = o.quick ? 2.0 : 5.0;
@@ -399,6 +644,7 @@ void runIsolation(const Options& o, Report& report) {
   std::thread flood([&] { hotResult = runLoad(server.commands, hot, deposits("hot")); });
   Figures withFlood = measure(server.commands, quiet, deposits("quiet"));
   flood.join();
+  shopd->stop(report);
 
   record(report, "isolation", "alone_", alone);
   record(report, "isolation", "flood_", withFlood);
@@ -410,8 +656,8 @@ void runIsolation(const Options& o, Report& report) {
   printRow("quiet alone", alone);
   printRow("quiet during flood", withFlood,
            "p99 ratio " + std::to_string(report.ratios["isolation_p99"]) + " (target <= 1.5)");
-  std::printf("  %-34s %12.0f  (%llu rejected by the gate)\n", "hot customer", hotResult.throughput(),
-              static_cast<unsigned long long>(hotResult.rejected));
+  std::printf("  %-34s %12.0f  (%llu rejected by the gate)\n", "hot customer",
+              hotResult.throughput(), static_cast<unsigned long long>(hotResult.rejected));
 }
 
 void runScale(const Options& o, Report& report) {
@@ -426,20 +672,24 @@ void runScale(const Options& o, Report& report) {
   int created = 0;
   uint64_t n = 0;
   std::mt19937 rng(1);
-  std::printf("\nscale (engine, retention 10k; RSS delta since the empty engine)\n  %-12s %14s %12s\n",
-              "customers", "bytes/customer", "deposits/s");
+  std::printf(
+      "\nscale (engine, retention 10k; RSS delta since the empty engine)\n  %-12s %14s %12s\n",
+      "customers", "bytes/customer", "deposits/s");
   double last = 0;
   for (int size : sizes) {
     progress("scale: creating customers up to %d", size);
     for (; created < size; ++created) {
-      engine.submit({CommandId::fromNumber(0x5, n++), CreateCustomer{"s" + std::to_string(created), 1000}}, 1);
+      engine.submit(
+          {CommandId::fromNumber(0x5, n++), CreateCustomer{"s" + std::to_string(created), 1000}},
+          1);
       if (engine.inFlight() > 512) engine.wait(-1);
     }
     engine.drain();
     double perCustomer = static_cast<double>(rssBytes() - base) / size;
     std::vector<Command> mix;
     for (int i = 0; i < 4096; ++i) {
-      mix.push_back({CommandId{}, Deposit{"s" + std::to_string(rng() % static_cast<unsigned>(size)), 1}});
+      mix.push_back(
+          {CommandId{}, Deposit{"s" + std::to_string(rng() % static_cast<unsigned>(size)), 1}});
     }
     double tput = engineThroughput(engine, driver, mix, o.quick ? 0.5 : 2.0, 256);
     std::printf("  %-12d %14.0f %12.0f\n", size, perCustomer, tput);
@@ -451,11 +701,14 @@ void runScale(const Options& o, Report& report) {
 }
 
 void runFanout(const Options& o, Report& report) {
-  std::printf("\nfanout (e2e closed loop while subscribers follow with catch-up)\n  %-12s %12s %10s %10s %12s %12s\n",
-              "subscribers", "cmds/s", "p99 us", "p99.9 us", "gaps", "re-read");
+  std::printf(
+      "\nfanout (e2e closed loop while subscribers follow with catch-up)\n  %-12s %12s %10s %10s "
+      "%12s %12s\n",
+      "subscribers", "cmds/s", "p99 us", "p99.9 us", "gaps", "re-read");
   for (int subscribers : {1, 8, 32}) {
     zmq::context_t context(1);
-    ServerThread server;
+    auto shopd = startShopd();
+    ServerProcess& server = *shopd;
     int customers = 500;
     seedShop(context, server.commands, o.connections, customers);
     std::vector<FrameSet> frames;
@@ -478,12 +731,14 @@ void runFanout(const Options& o, Report& report) {
     while (ready < subscribers) std::this_thread::yield();
     progress("fanout: %d subscriber(s)", subscribers);
     LoadSpec spec{o.connections, o.window, 0, o.seconds(), ReplyFormat::shopReply};
-    Figures f = measure(server.commands, spec, [&frames](int c) { return frames[static_cast<size_t>(c)]; });
+    Figures f =
+        measure(server.commands, spec, [&frames](int c) { return frames[static_cast<size_t>(c)]; });
     bus::Client client(context, server.commands);
     auto head = client.call({CommandId::random(), ReadEvents{UINT64_MAX, 1}});
     finalHead = head.reply->reply.page.headSeq;
     loadDone = true;
     for (auto& t : threads) t.join();
+    shopd->stop(report);
     uint64_t gaps = 0, reread = 0;
     for (auto& s : stats) {
       gaps += s.gapsDetected;
@@ -500,35 +755,90 @@ void runFanout(const Options& o, Report& report) {
   }
 }
 
+// A JSON number, or null for what JSON cannot hold (a ratio to a zero).
+std::string jsonNumber(double v) {
+  if (!std::isfinite(v)) return "null";
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+std::string jsonString(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x",
+                    static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
 void writeJson(const std::string& path, const Options& o, const Report& report) {
   std::ostringstream j;
-  j << "{\n  \"machine\": {\"cores\": " << std::thread::hardware_concurrency() << "},\n";
+  j << "{\n  \"machine\": {\"cores\": " << std::thread::hardware_concurrency()
+    << ", \"clock_ticks_per_s\": " << sysconf(_SC_CLK_TCK) << "},\n";
   j << "  \"parameters\": {\"quick\": " << (o.quick ? "true" : "false")
-    << ", \"connections\": " << o.connections << ", \"window\": " << o.window << "},\n";
+    << ", \"connections\": " << o.connections << ", \"window\": " << o.window
+    << ", \"seconds\": " << o.seconds() << "},\n";
   j << "  \"scenarios\": {";
   const char* sep = "\n";
   for (const auto& [scenario, figures] : report.figures) {
-    j << sep << "    \"" << scenario << "\": {";
+    j << sep << "    " << jsonString(scenario) << ": {";
     const char* inner = "";
     for (const auto& [key, value] : figures) {
-      j << inner << "\"" << key << "\": " << value;
+      j << inner << jsonString(key) << ": " << jsonNumber(value);
       inner = ", ";
     }
     j << "}";
     sep = ",\n";
   }
-  j << "\n  },\n  \"ratios\": {";
-  sep = "";
-  for (const char* key : {"e2e_vs_echo_throughput", "e2e_vs_echo_p99", "engine_vs_e2e_throughput",
-                          "isolation_p99", "bytes_per_customer"}) {
-    auto it = report.ratios.find(key);
-    j << sep << "\"" << key << "\": ";
-    if (it == report.ratios.end()) {
-      j << "null";
-    } else {
-      j << it->second;
+  j << "\n  },\n  \"cpu_us_per_command\": {";
+  sep = "\n";
+  for (const auto& [server, configs] : report.cpu) {
+    j << sep << "    " << jsonString(server) << ": {";
+    const char* mid = "";
+    for (const auto& [config, threads] : configs) {
+      j << mid << jsonString(config) << ": {";
+      const char* inner = "";
+      for (const auto& [thread, us] : threads) {
+        j << inner << jsonString(thread) << ": " << jsonNumber(us);
+        inner = ", ";
+      }
+      j << "}";
+      mid = ", ";
     }
+    j << "}";
+    sep = ",\n";
+  }
+  j << "\n  },\n  \"failures\": [";
+  sep = "";
+  for (const auto& f : report.failures) {
+    j << sep << jsonString(f);
     sep = ", ";
+  }
+  // The keys CI checks come first, null when their scenario did not run.
+  j << "],\n  \"ratios\": {";
+  static const std::vector<std::string> kChecked = {"e2e_vs_echo_throughput", "e2e_vs_echo_p99",
+                                                    "engine_vs_e2e_throughput", "isolation_p99",
+                                                    "bytes_per_customer"};
+  sep = "";
+  for (const auto& key : kChecked) {
+    auto it = report.ratios.find(key);
+    j << sep << jsonString(key) << ": "
+      << (it == report.ratios.end() ? "null" : jsonNumber(it->second));
+    sep = ", ";
+  }
+  for (const auto& [key, value] : report.ratios) {
+    if (std::find(kChecked.begin(), kChecked.end(), key) != kChecked.end()) continue;
+    j << sep << jsonString(key) << ": " << jsonNumber(value);
   }
   j << "}\n}\n";
   std::ofstream out(path);
@@ -550,7 +860,8 @@ Options parse(int argc, char** argv) {
     } else if (a == "--only") {
       std::stringstream list(cli::value(argc, argv, i));
       for (std::string s; std::getline(list, s, ',');) {
-        static const std::set<std::string> known = {"echo", "e2e", "engine", "isolation", "scale", "fanout"};
+        static const std::set<std::string> known = {"echo",      "e2e",   "engine",
+                                                    "isolation", "scale", "fanout"};
         if (!known.count(s)) throw cli::UsageError("unknown scenario '" + s + "'");
         o.only.insert(s);
       }
@@ -593,6 +904,11 @@ int main(int argc, char** argv) {
     std::printf("\nratios:");
     for (const auto& [k, v] : report.ratios) std::printf(" %s=%.3f", k.c_str(), v);
     std::printf("\n");
+    if (!report.failures.empty()) {
+      std::fprintf(stderr, "shop-bench: %zu server(s) did not stop cleanly\n",
+                   report.failures.size());
+      return 1;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shop-bench: %s\n", e.what());
     return 1;

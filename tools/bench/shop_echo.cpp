@@ -1,0 +1,164 @@
+// shop-echo: the baseline server for shop-bench. The same process layout as
+// shopd (one ZeroMQ context with one I/O thread, one ROUTER socket read by
+// the main thread in zmq_poll, a signalfd in the poll set to stop), but each
+// request is sent back as it came instead of going through the engine.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "tools/cli.h"
+
+namespace {
+
+constexpr const char* kUsage = R"usage(usage: shop-echo [options]
+
+The baseline server for shop-bench: a ZeroMQ ROUTER socket that sends every
+request back unchanged (all frames, identity first). It has shopd's layout:
+one ZeroMQ context with one I/O thread, and the main thread reading the
+ROUTER in zmq_poll, in batches of up to %d requests, with the ZeroMQ default
+high-water marks, as shopd's command socket has.
+
+options:
+  --commands ENDPOINT   ROUTER endpoint  (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a port)
+  --version             print the version
+  -h, --help            this text
+
+On start it logs "serving commands on ENDPOINT (...)" on stderr, with the port
+actually bound. Stops on SIGINT or SIGTERM and exits 0.
+)usage";
+
+// shopd's values (bus/server.cpp): requests read per turn, and the size over
+// which a peer is disconnected.
+constexpr int kReadBatch = 256;
+constexpr int64_t kMaxMessageBytes = 1024 * 1024;
+constexpr int kLingerMs = 1000;
+
+// The same line format as shopd's log: "<UTC time> <component>: <message>".
+[[gnu::format(printf, 1, 2)]] void logLine(const char* format, ...) {
+  auto now = std::chrono::system_clock::now();
+  std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char line[1024];
+  int n = std::snprintf(
+      line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ shop-echo: ", tm.tm_year + 1900,
+      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  va_list args;
+  va_start(args, format);
+  int m = std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, format, args);
+  va_end(args);
+  size_t len = static_cast<size_t>(n) + static_cast<size_t>(m < 0 ? 0 : m);
+  if (len > sizeof line - 2) len = sizeof line - 2;
+  line[len++] = '\n';
+  [[maybe_unused]] auto written = ::write(STDERR_FILENO, line, len);
+}
+
+// Sends back every message waiting on the ROUTER, up to kReadBatch, without
+// blocking. Returns how many were echoed.
+uint64_t echoBatch(zmq::socket_t& router, std::vector<zmq::message_t>& frames) {
+  uint64_t echoed = 0;
+  for (int i = 0; i < kReadBatch; ++i) {
+    frames.clear();
+    zmq::message_t frame;
+    if (!router.recv(frame, zmq::recv_flags::dontwait)) break;
+    frames.push_back(std::move(frame));
+    while (frames.back().more()) {
+      zmq::message_t part;
+      // The rest of a multipart message is already here: ZeroMQ delivers it whole.
+      (void)router.recv(part, zmq::recv_flags::none);
+      frames.push_back(std::move(part));
+    }
+    // ROUTER drops a message to a peer that has gone; nothing to do then.
+    for (size_t k = 0; k < frames.size(); ++k) {
+      router.send(frames[k],
+                  k + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+    ++echoed;
+  }
+  return echoed;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "-h" || a == "--help") {
+        std::printf(kUsage, kReadBatch);
+        return 0;
+      } else if (a == "--version") {
+        std::printf("shop-echo %s\n", SHOP_VERSION);
+        return 0;
+      } else if (a == "--commands") {
+        endpoint = shop::cli::value(argc, argv, i);
+      } else {
+        throw shop::cli::UsageError("unknown option '" + a + "'");
+      }
+    }
+  } catch (const shop::cli::UsageError& e) {
+    std::fprintf(stderr, "shop-echo: %s (see shop-echo --help)\n", e.what());
+    return 2;
+  }
+
+  // As in shopd: signals become a readable fd in the poll set. Blocked before
+  // the ZeroMQ threads start, so they inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signalFd < 0) {
+    std::perror("shop-echo: signalfd");
+    return 1;
+  }
+
+  uint64_t echoed = 0;
+  try {
+    zmq::context_t context(1);  // one I/O thread, as shopd
+    zmq::socket_t router(context, zmq::socket_type::router);
+    // shopd's ROUTER options; the high-water marks stay at ZeroMQ's defaults there too.
+    router.set(zmq::sockopt::linger, kLingerMs);
+    router.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+    router.bind(endpoint);
+    std::string bound = router.get(zmq::sockopt::last_endpoint);
+    logLine("serving commands on %s (echo, 1 I/O thread, hwm %d/%d)", bound.c_str(),
+            router.get(zmq::sockopt::sndhwm), router.get(zmq::sockopt::rcvhwm));
+
+    zmq::pollitem_t items[] = {
+        {router.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, signalFd, ZMQ_POLLIN, 0},
+    };
+    std::vector<zmq::message_t> frames;
+    for (;;) {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      if (items[1].revents & ZMQ_POLLIN) break;
+      if (items[0].revents & ZMQ_POLLIN) echoed += echoBatch(router, frames);
+    }
+    // What clients already sent is answered, as shopd does.
+    while (uint64_t n = echoBatch(router, frames)) echoed += n;
+    signalfd_siginfo info{};
+    if (::read(signalFd, &info, sizeof info) == sizeof info) {
+      logLine("stopped by %s after %llu requests", strsignal(static_cast<int>(info.ssi_signo)),
+              static_cast<unsigned long long>(echoed));
+    }
+  } catch (const zmq::error_t& e) {
+    logLine("cannot serve: %s", e.what());
+    return 1;
+  }
+  return 0;
+}
