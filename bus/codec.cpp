@@ -6,24 +6,14 @@
 namespace shop::bus {
 namespace {
 
-kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id) {
-  return kj::arrayPtr(id.bytes.data(), id.bytes.size());
+std::string text(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
 }
 
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
-
-// Enum values from a peer may be newer than ours; map unknown ones to a
-// value that still reads as a rejection.
 RejectReason reasonFromWire(wire::RejectReason r) {
   auto v = static_cast<uint16_t>(r);
   return v <= static_cast<uint16_t>(RejectReason::retentionExceeded) ? static_cast<RejectReason>(v)
-                                                                      : RejectReason::internalError;
-}
-
-CommandKind kindFromWire(wire::CommandKind k) {
-  auto v = static_cast<uint16_t>(k);
-  return v <= static_cast<uint16_t>(CommandKind::readEvents) ? static_cast<CommandKind>(v)
-                                                              : CommandKind::createCustomer;
+                                                                     : RejectReason::internalError;
 }
 
 }  // namespace
@@ -35,15 +25,6 @@ capnp::ReaderOptions untrustedReaderOptions() {
   return options;
 }
 
-CommandId commandIdFromWire(capnp::Data::Reader in) {
-  CommandId id;
-  if (in.size() != id.bytes.size()) {
-    throw DecodeError("commandId must be 16 bytes, got " + std::to_string(in.size()));
-  }
-  std::memcpy(id.bytes.data(), in.begin(), in.size());
-  return id;
-}
-
 // ---- commands ---------------------------------------------------------------
 
 void toWire(const Command& command, wire::Command::Builder out) {
@@ -53,33 +34,33 @@ void toWire(const Command& command, wire::Command::Builder out) {
         using T = std::decay_t<decltype(c)>;
         if constexpr (std::is_same_v<T, CreateCustomer>) {
           auto b = out.initCreateCustomer();
-          b.setCustomer(c.customer);
+          b.setCustomer(textOf(c.customer));
           b.setInitialBalance(c.initialBalance);
         } else if constexpr (std::is_same_v<T, Deposit>) {
           auto b = out.initDeposit();
-          b.setCustomer(c.customer);
+          b.setCustomer(textOf(c.customer));
           b.setAmount(c.amount);
         } else if constexpr (std::is_same_v<T, BuyProduct>) {
           auto b = out.initBuyProduct();
-          b.setCustomer(c.customer);
-          b.setProduct(c.product);
+          b.setCustomer(textOf(c.customer));
+          b.setProduct(textOf(c.product));
           b.setQuantity(c.quantity);
         } else if constexpr (std::is_same_v<T, ReturnProduct>) {
           auto b = out.initReturnProduct();
-          b.setCustomer(c.customer);
-          b.setProduct(c.product);
+          b.setCustomer(textOf(c.customer));
+          b.setProduct(textOf(c.product));
           b.setQuantity(c.quantity);
         } else if constexpr (std::is_same_v<T, AddProduct>) {
           auto b = out.initAddProduct();
-          b.setProduct(c.product);
+          b.setProduct(textOf(c.product));
           b.setPrice(c.price);
           b.setStock(c.stock);
         } else if constexpr (std::is_same_v<T, Restock>) {
           auto b = out.initRestock();
-          b.setProduct(c.product);
+          b.setProduct(textOf(c.product));
           b.setQuantity(c.quantity);
         } else if constexpr (std::is_same_v<T, GetCustomer>) {
-          out.initGetCustomer().setCustomer(c.customer);
+          out.initGetCustomer().setCustomer(textOf(c.customer));
         } else {
           auto b = out.initReadEvents();
           b.setFromSeq(c.fromSeq);
@@ -138,6 +119,11 @@ Command fromWire(wire::Command::Reader in) {
 }
 
 DecodedCommand decodeCommandFrame(const zmq::message_t& frame) {
+  std::vector<capnp::word> scratch;
+  return decodeCommandFrame(frame, scratch);
+}
+
+DecodedCommand decodeCommandFrame(const zmq::message_t& frame, std::vector<capnp::word>& scratch) {
   DecodedCommand out;
   if (frame.size() > kMaxFrameBytes) {
     out.malformed = "frame of " + std::to_string(frame.size()) + " bytes exceeds the limit of " +
@@ -145,7 +131,7 @@ DecodedCommand decodeCommandFrame(const zmq::message_t& frame) {
     return out;
   }
   try {
-    AlignedWords words(frame);
+    AlignedWords words(frame, &scratch);
     capnp::FlatArrayMessageReader reader(words.words(), untrustedReaderOptions());
     auto root = reader.getRoot<wire::Command>();
     // Best effort: a malformed reply still names the command when it can.
@@ -161,117 +147,14 @@ DecodedCommand decodeCommandFrame(const zmq::message_t& frame) {
   return out;
 }
 
-// ---- events -----------------------------------------------------------------
-
-void toWire(const Event& event, wire::Event::Builder out) {
-  out.setSeq(event.seq);
-  out.setTimestampNs(event.timestampNs);
-  out.setCommandId(bytesOf(event.commandId));
-  std::visit(
-      [&](const auto& e) {
-        using T = std::decay_t<decltype(e)>;
-        if constexpr (std::is_same_v<T, CustomerCreated>) {
-          auto b = out.initCustomerCreated();
-          b.setCustomer(e.customer);
-          b.setInitialBalance(e.initialBalance);
-        } else if constexpr (std::is_same_v<T, FundsDeposited>) {
-          auto b = out.initFundsDeposited();
-          b.setCustomer(e.customer);
-          b.setAmount(e.amount);
-          b.setBalance(e.balance);
-        } else if constexpr (std::is_same_v<T, ProductBought>) {
-          auto b = out.initProductBought();
-          b.setCustomer(e.customer);
-          b.setProduct(e.product);
-          b.setQuantity(e.quantity);
-          b.setUnitPrice(e.unitPrice);
-          b.setBalance(e.balance);
-        } else if constexpr (std::is_same_v<T, ProductReturned>) {
-          auto b = out.initProductReturned();
-          b.setCustomer(e.customer);
-          b.setProduct(e.product);
-          b.setQuantity(e.quantity);
-          b.setRefund(e.refund);
-          b.setBalance(e.balance);
-        } else if constexpr (std::is_same_v<T, ProductAdded>) {
-          auto b = out.initProductAdded();
-          b.setProduct(e.product);
-          b.setPrice(e.price);
-          b.setStock(e.stock);
-        } else if constexpr (std::is_same_v<T, ProductRestocked>) {
-          auto b = out.initProductRestocked();
-          b.setProduct(e.product);
-          b.setQuantity(e.quantity);
-          b.setStock(e.stock);
-        } else {
-          auto b = out.initOperationRejected();
-          b.setReason(static_cast<wire::RejectReason>(e.reason));
-          b.setCommand(static_cast<wire::CommandKind>(e.command));
-          b.setCustomer(e.customer);
-          b.setProduct(e.product);
-          b.setDetail(e.detail);
-        }
-      },
-      event.body);
-}
-
-Event fromWire(wire::Event::Reader in) {
-  Event out{in.getSeq(), in.getTimestampNs(), commandIdFromWire(in.getCommandId()), {}};
-  switch (in.which()) {
-    case wire::Event::CUSTOMER_CREATED: {
-      auto e = in.getCustomerCreated();
-      out.body = CustomerCreated{text(e.getCustomer()), e.getInitialBalance()};
-      break;
-    }
-    case wire::Event::FUNDS_DEPOSITED: {
-      auto e = in.getFundsDeposited();
-      out.body = FundsDeposited{text(e.getCustomer()), e.getAmount(), e.getBalance()};
-      break;
-    }
-    case wire::Event::PRODUCT_BOUGHT: {
-      auto e = in.getProductBought();
-      out.body = ProductBought{text(e.getCustomer()), text(e.getProduct()), e.getQuantity(),
-                               e.getUnitPrice(), e.getBalance()};
-      break;
-    }
-    case wire::Event::PRODUCT_RETURNED: {
-      auto e = in.getProductReturned();
-      out.body = ProductReturned{text(e.getCustomer()), text(e.getProduct()), e.getQuantity(),
-                                 e.getRefund(), e.getBalance()};
-      break;
-    }
-    case wire::Event::PRODUCT_ADDED: {
-      auto e = in.getProductAdded();
-      out.body = ProductAdded{text(e.getProduct()), e.getPrice(), e.getStock()};
-      break;
-    }
-    case wire::Event::PRODUCT_RESTOCKED: {
-      auto e = in.getProductRestocked();
-      out.body = ProductRestocked{text(e.getProduct()), e.getQuantity(), e.getStock()};
-      break;
-    }
-    case wire::Event::OPERATION_REJECTED: {
-      auto e = in.getOperationRejected();
-      out.body = OperationRejected{reasonFromWire(e.getReason()), kindFromWire(e.getCommand()),
-                                   text(e.getCustomer()), text(e.getProduct()),
-                                   text(e.getDetail())};
-      break;
-    }
-    default:
-      throw DecodeError("unknown event kind " + std::to_string(static_cast<int>(in.which())) +
-                        " (a newer server?)");
-  }
-  return out;
-}
-
 // ---- replies ----------------------------------------------------------------
 
 void toWire(const CustomerView& view, wire::CustomerView::Builder out) {
-  out.setCustomer(view.customer);
+  out.setCustomer(textOf(view.customer));
   out.setBalance(view.balance);
   auto list = out.initHoldings(static_cast<unsigned>(view.holdings.size()));
   for (unsigned i = 0; i < view.holdings.size(); ++i) {
-    list[i].setProduct(view.holdings[i].product);
+    list[i].setProduct(textOf(view.holdings[i].product));
     list[i].setQuantity(view.holdings[i].quantity);
     list[i].setPaid(view.holdings[i].paid);
   }
@@ -302,6 +185,58 @@ void toWire(const Reply& reply, wire::Reply::Builder out) {
       for (unsigned i = 0; i < reply.page.events.size(); ++i) toWire(reply.page.events[i], list[i]);
       break;
     }
+    case ReplyStatus::retired: {
+      auto r = out.initRetired();
+      r.setSeq(reply.seq);
+      r.setOldestSeq(reply.oldestSeq);
+      break;
+    }
+  }
+}
+
+namespace {
+// Reads one message of the event log: trusted, aligned, standard framing.
+wire::Event::Reader logged(capnp::FlatArrayMessageReader& reader) {
+  return reader.getRoot<wire::Event>();
+}
+}  // namespace
+
+void toWire(const ReplyView& reply, wire::Reply::Builder out) {
+  out.setCommandId(bytesOf(reply.commandId));
+  switch (reply.status) {
+    case ReplyStatus::accepted: {
+      // The event's encoded struct is copied as it is: it is never re-encoded.
+      capnp::FlatArrayMessageReader reader(reply.event);
+      out.setAccepted(logged(reader));
+      break;
+    }
+    case ReplyStatus::rejected: {
+      auto r = out.initRejected();
+      r.setReason(static_cast<wire::RejectReason>(reply.reason));
+      r.setDetail(capnp::Text::Reader(reply.detail.data(), reply.detail.size()));
+      r.setSeq(reply.seq);
+      r.setOldestSeq(reply.oldestSeq);
+      break;
+    }
+    case ReplyStatus::customer:
+      toWire(*reply.customer, out.initCustomer());
+      break;
+    case ReplyStatus::events: {
+      auto page = out.initEvents();
+      page.setHeadSeq(reply.headSeq);
+      auto list = page.initEvents(static_cast<unsigned>(reply.count));
+      for (unsigned i = 0; i < reply.count; ++i) {
+        capnp::FlatArrayMessageReader reader(reply.log->at(reply.first + i));
+        list.setWithCaveats(i, logged(reader));
+      }
+      break;
+    }
+    case ReplyStatus::retired: {
+      auto r = out.initRetired();
+      r.setSeq(reply.seq);
+      r.setOldestSeq(reply.oldestSeq);
+      break;
+    }
   }
 }
 
@@ -324,8 +259,11 @@ ClientReply fromWire(wire::Reply::Reader in) {
       Event e;
       e.seq = rej.getSeq();
       e.commandId = r.commandId;
-      e.body = OperationRejected{reasonFromWire(rej.getReason()), CommandKind::createCustomer, {},
-                                 {}, text(rej.getDetail())};
+      e.body = OperationRejected{reasonFromWire(rej.getReason()),
+                                 CommandKind::createCustomer,
+                                 {},
+                                 {},
+                                 text(rej.getDetail())};
       r.event = std::move(e);
       r.oldestSeq = rej.getOldestSeq();
       break;
@@ -343,6 +281,13 @@ ClientReply fromWire(wire::Reply::Reader in) {
       r.customer = std::move(view);
       break;
     }
+    case wire::Reply::RETIRED: {
+      auto retired = in.getRetired();
+      r.status = ReplyStatus::retired;
+      r.seq = retired.getSeq();
+      r.oldestSeq = retired.getOldestSeq();
+      break;
+    }
     case wire::Reply::EVENTS: {
       auto page = in.getEvents();
       r.status = ReplyStatus::events;
@@ -356,11 +301,38 @@ ClientReply fromWire(wire::Reply::Reader in) {
   return out;
 }
 
+zmq::message_t toFrame(kj::ArrayPtr<const capnp::word> message) {
+  return zmq::message_t(message.begin(), message.size() * sizeof(capnp::word));
+}
+
+ReplyEncoder::ReplyEncoder() : scratch_(new capnp::word[kScratchWords]()) {}
+
+zmq::message_t ReplyEncoder::encode(const ReplyView& reply) {
+  if (reply.status == ReplyStatus::events) {
+    // A page: one segment sized for its events, so the copy never spills.
+    size_t words = 64;
+    for (size_t i = 0; i < reply.count; ++i) words += reply.log->at(reply.first + i).size() + 8;
+    capnp::MallocMessageBuilder builder(static_cast<unsigned>(words));
+    toWire(reply, builder.initRoot<wire::Reply>());
+    return toFrame(builder);
+  }
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch_.get(), kScratchWords));
+  toWire(reply, builder.initRoot<wire::Reply>());
+  return toFrame(builder);
+}
+
+zmq::message_t ReplyEncoder::malformed(const CommandId& id, std::string_view why) {
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch_.get(), kScratchWords));
+  auto reply = builder.initRoot<wire::Reply>();
+  reply.setCommandId(bytesOf(id));
+  reply.setMalformed(capnp::Text::Reader(why.data(), why.size()));
+  return toFrame(builder);
+}
+
 zmq::message_t toFrame(capnp::MessageBuilder& message) {
   size_t words = capnp::computeSerializedSizeInWords(message);
   zmq::message_t frame(words * sizeof(capnp::word));
-  kj::ArrayOutputStream stream(
-      kj::arrayPtr(static_cast<kj::byte*>(frame.data()), frame.size()));
+  kj::ArrayOutputStream stream(kj::arrayPtr(static_cast<kj::byte*>(frame.data()), frame.size()));
   capnp::writeMessage(stream, message);
   return frame;
 }

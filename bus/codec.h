@@ -13,6 +13,8 @@
 #include <zmq.hpp>
 
 #include "core/domain.h"
+#include "core/egress.h"
+#include "core/event_codec.h"
 #include "schemas/shop.capnp.h"
 
 namespace shop::bus {
@@ -30,20 +32,22 @@ inline constexpr size_t kDisconnectFrameBytes = 1024 * 1024;
 // (one pass over every word), nesting deeper than any real command.
 capnp::ReaderOptions untrustedReaderOptions();
 
+// Events are translated in core (core/event_codec.h), where they are encoded
+// once as they are sequenced.
+using shop::commandIdFromWire;
+using shop::DecodeError;
+using shop::fromWire;
+using shop::toWire;
+
 // Domain -> wire.
 void toWire(const Command& command, wire::Command::Builder out);
-void toWire(const Event& event, wire::Event::Builder out);
 void toWire(const Reply& reply, wire::Reply::Builder out);
+void toWire(const ReplyView& reply, wire::Reply::Builder out);
 void toWire(const CustomerView& view, wire::CustomerView::Builder out);
 
 // Wire -> domain. Throws DecodeError (bad commandId, unknown union member
 // from a newer peer) or kj::Exception (a broken message).
-struct DecodeError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 Command fromWire(wire::Command::Reader in);
-Event fromWire(wire::Event::Reader in);
-CommandId commandIdFromWire(capnp::Data::Reader in);
 
 // A reply as a client sees it: a domain Reply, or the server's `malformed`
 // text when the request could not be decoded.
@@ -55,6 +59,22 @@ ClientReply fromWire(wire::Reply::Reader in);
 
 // One Cap'n Proto message as one frame (standard framing, not packed).
 zmq::message_t toFrame(capnp::MessageBuilder& message);
+// A message already in standard framing (e.g. from the event log), copied.
+zmq::message_t toFrame(kj::ArrayPtr<const capnp::word> message);
+
+// Builds reply frames through a reused first segment: no allocation per
+// reply beyond the frame itself, unless a reply outgrows 8 KiB (pages).
+// Owned by one thread; not thread-safe.
+class ReplyEncoder {
+ public:
+  ReplyEncoder();
+  zmq::message_t encode(const ReplyView& reply);
+  zmq::message_t malformed(const CommandId& id, std::string_view why);
+
+ private:
+  static constexpr size_t kScratchWords = 1024;
+  std::unique_ptr<capnp::word[]> scratch_;  // zeroed; each builder re-zeroes what it used
+};
 
 // The outcome of decoding a client's frame: the command, or why it is
 // malformed (with the commandId when one could be read).
@@ -63,7 +83,10 @@ struct DecodedCommand {
   std::string malformed;
   CommandId id;
 };
+// `scratch` holds an aligned copy of an unaligned frame; passing the same
+// one each time saves an allocation per frame.
 DecodedCommand decodeCommandFrame(const zmq::message_t& frame);
+DecodedCommand decodeCommandFrame(const zmq::message_t& frame, std::vector<capnp::word>& scratch);
 
 // Reads a trusted frame (from our own server) as message type T and calls
 // fn(reader). Copies when the buffer is not 8-byte aligned. Throws

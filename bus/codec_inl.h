@@ -4,13 +4,15 @@
 #include <capnp/serialize.h>
 
 #include <cstring>
+#include <vector>
 
 namespace shop::bus {
 
 // A frame's words, aligned: borrowed when the buffer already is, else copied.
 class AlignedWords {
  public:
-  explicit AlignedWords(const zmq::message_t& frame) {
+  // With `scratch`, an unaligned frame is copied there instead of to the heap.
+  explicit AlignedWords(const zmq::message_t& frame, std::vector<capnp::word>* scratch = nullptr) {
     if (frame.size() % sizeof(capnp::word) != 0) {
       throw DecodeError("frame of " + std::to_string(frame.size()) +
                         " bytes is not a whole number of 8-byte words");
@@ -18,6 +20,10 @@ class AlignedWords {
     size_t words = frame.size() / sizeof(capnp::word);
     if (reinterpret_cast<uintptr_t>(frame.data()) % alignof(capnp::word) == 0) {
       view_ = kj::arrayPtr(static_cast<const capnp::word*>(frame.data()), words);
+    } else if (scratch) {
+      scratch->resize(words);
+      std::memcpy(scratch->data(), frame.data(), frame.size());
+      view_ = kj::arrayPtr(const_cast<const capnp::word*>(scratch->data()), words);
     } else {
       copy_ = kj::heapArray<capnp::word>(words);
       std::memcpy(copy_.begin(), frame.data(), frame.size());

@@ -1,9 +1,7 @@
 #include "bus/server.h"
 
-#include <capnp/message.h>
-
-#include "bus/codec.h"
 #include "bus/topic.h"
+#include "core/check.h"
 #include "core/log.h"
 
 namespace shop::bus {
@@ -15,8 +13,6 @@ constexpr int kReadBatch = 256;
 // Malformed requests are logged in full up to this count, then sampled.
 constexpr uint64_t kMalformedLogged = 20;
 
-constexpr uint64_t kLocalTag = 0;  // commands submitted by the server itself
-
 std::string lastEndpoint(zmq::socket_t& socket) {
   return socket.get(zmq::sockopt::last_endpoint);
 }
@@ -26,8 +22,7 @@ std::string lastEndpoint(zmq::socket_t& socket) {
 Server::Server(zmq::context_t& context, const ServerConfig& config)
     : config_(config),
       router_(context, zmq::socket_type::router),
-      pub_(context, zmq::socket_type::pub),
-      engine_(config.engine, *this) {
+      pub_(context, zmq::socket_type::pub) {
   router_.set(zmq::sockopt::linger, config_.lingerMs);
   router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kDisconnectFrameBytes));
   pub_.set(zmq::sockopt::linger, config_.lingerMs);
@@ -37,6 +32,8 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   pub_.bind(config_.eventsEndpoint);
   commandsEndpoint_ = lastEndpoint(router_);
   eventsEndpoint_ = lastEndpoint(pub_);
+  outEvents_.reserve(2 * kReadBatch);
+  outReplies_.reserve(2 * kReadBatch);
 }
 
 Server::~Server() = default;
@@ -51,108 +48,112 @@ void Server::post(std::function<void(Engine&)> fn) {
   control_.notify();
 }
 
-void Server::runPosted() {
+void Server::runPosted(Engine& engine) {
   std::function<void(Engine&)> fn;
-  while (posted_.try_dequeue(fn)) fn(engine_);
+  while (posted_.try_dequeue(fn)) fn(engine);
 }
 
-void Server::submitLocal(Command command) { engine_.submit(std::move(command), kLocalTag); }
-
-void Server::run() {
+void Server::run(Engine& engine) {
   logLine("shopd", "serving commands on %s, events on %s (%u shards, max %u pending per customer)",
-          commandsEndpoint_.c_str(), eventsEndpoint_.c_str(), engine_.config().shards,
-          engine_.config().maxPending);
+          commandsEndpoint_.c_str(), eventsEndpoint_.c_str(), engine.config().shards,
+          engine.config().maxPending);
   std::vector<zmq::pollitem_t> items = {
       {router_.handle(), 0, ZMQ_POLLIN, 0},
-      {nullptr, engine_.wakeFd(), ZMQ_POLLIN, 0},
+      {nullptr, engine.wakeFd(), ZMQ_POLLIN, 0},
       {nullptr, control_.fd(), ZMQ_POLLIN, 0},
   };
   if (config_.stopFd >= 0) items.push_back({nullptr, config_.stopFd, ZMQ_POLLIN, 0});
 
+  // One turn: sleep unless outcomes wait, then outcomes, then a batch of
+  // requests, then commit (shards get their tasks, clients their output).
   for (;;) {
-    bool sleep = engine_.prepareToSleep();
+    bool sleep = engine.prepareToSleep();
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(sleep ? -1 : 0));
-    engine_.wokeUp(items[1].revents & ZMQ_POLLIN);
+    engine.wokeUp(items[1].revents & ZMQ_POLLIN);
     if (items[2].revents & ZMQ_POLLIN) {
       control_.clear();
-      runPosted();
+      runPosted(engine);
     }
     if (stopRequested_.load(std::memory_order_acquire) ||
         (items.size() > 3 && (items[3].revents & ZMQ_POLLIN))) {
       break;
     }
-    engine_.poll();
-    if (items[0].revents & ZMQ_POLLIN) readRequests();
+    engine.poll();
+    if (items[0].revents & ZMQ_POLLIN) readRequests(engine);
+    engine.commit();
   }
 
   // Shutdown: what clients already sent is answered; then nothing is in flight.
-  logLine("shopd", "stopping: answering %zu in flight", engine_.inFlight());
-  readRequests();
-  engine_.drain();
-  runPosted();
+  logLine("shopd", "stopping: answering %zu in flight", engine.inFlight());
+  readRequests(engine);
+  engine.drain();
+  runPosted(engine);
+  engine.commit();
   logLine("shopd", "stopped after %llu requests (%llu malformed), %llu events, head seq %llu",
           static_cast<unsigned long long>(stats_.requests),
           static_cast<unsigned long long>(stats_.malformed),
           static_cast<unsigned long long>(stats_.events),
-          static_cast<unsigned long long>(engine_.log().headSeq()));
+          static_cast<unsigned long long>(engine.log().headSeq()));
 }
 
-void Server::readRequests() {
-  std::vector<zmq::message_t> frames;
+void Server::readRequests(Engine& engine) {
   for (int i = 0; i < kReadBatch; ++i) {
-    frames.clear();
-    zmq::message_t frame;
-    if (!router_.recv(frame, zmq::recv_flags::dontwait)) return;
-    frames.push_back(std::move(frame));
-    while (frames.back().more()) {
-      zmq::message_t part;
+    frames_.clear();
+    zmq::message_t& first = frames_.emplace_back();
+    if (!router_.recv(first, zmq::recv_flags::dontwait)) return;
+    while (frames_.back().more()) {
       // The rest of a multipart message is already here: ZeroMQ delivers it whole.
-      (void)router_.recv(part, zmq::recv_flags::none);
-      frames.push_back(std::move(part));
+      (void)router_.recv(frames_.emplace_back(), zmq::recv_flags::none);
     }
-    handleRequest(frames);
+    handleRequest(engine);
   }
 }
 
-void Server::handleRequest(std::vector<zmq::message_t>& frames) {
+uint64_t Server::takeRoute(Route route) {
+  if (freeTags_.empty()) {
+    routes_.push_back(std::move(route));
+    return routes_.size();
+  }
+  uint64_t tag = freeTags_.back();
+  freeTags_.pop_back();
+  routes_[tag - 1] = std::move(route);
+  return tag;
+}
+
+void Server::handleRequest(Engine& engine) {
   ++stats_.requests;
-  Route route{std::move(frames[0]), false};
+  Route route{std::move(frames_[0]), false};
   // DEALER: [identity, body]. REQ: [identity, empty, body].
   size_t bodyIndex = 1;
-  if (frames.size() >= 2 && frames[1].size() == 0) {
+  if (frames_.size() >= 2 && frames_[1].size() == 0) {
     route.reqEnvelope = true;
     bodyIndex = 2;
   }
-  if (frames.size() != bodyIndex + 1) {
+  if (frames_.size() != bodyIndex + 1) {
     sendMalformed(route, CommandId{},
                   "expected one body frame (DEALER) or an empty delimiter and one body frame "
-                  "(REQ), got " + std::to_string(frames.size() - 1) + " frames");
+                  "(REQ), got " +
+                      std::to_string(frames_.size() - 1) + " frames");
     return;
   }
-  DecodedCommand decoded = decodeCommandFrame(frames[bodyIndex]);
+  DecodedCommand decoded = decodeCommandFrame(frames_[bodyIndex], alignScratch_);
   if (!decoded.command) {
     sendMalformed(route, decoded.id, decoded.malformed);
     return;
   }
-  uint64_t tag = nextTag_++;
-  routes_.emplace(tag, std::move(route));
-  engine_.submit(std::move(*decoded.command), tag);
+  engine.submit(std::move(*decoded.command), takeRoute(std::move(route)));
 }
 
 void Server::sendMalformed(Route& route, const CommandId& id, const std::string& why) {
   ++stats_.malformed;
   if (stats_.malformed <= kMalformedLogged || stats_.malformed % 1000 == 0) {
-    logLine("shopd", "malformed request #%llu: %s", static_cast<unsigned long long>(stats_.malformed),
-            why.c_str());
+    logLine("shopd", "malformed request #%llu: %s",
+            static_cast<unsigned long long>(stats_.malformed), why.c_str());
   }
-  capnp::MallocMessageBuilder message(64);
-  auto reply = message.initRoot<wire::Reply>();
-  reply.setCommandId(kj::arrayPtr(id.bytes.data(), id.bytes.size()));
-  reply.setMalformed(why);
-  send(route, toFrame(message));
+  outReplies_.push_back(OutgoingReply{std::move(route), encoder_.malformed(id, why)});
 }
 
-void Server::send(Route& route, zmq::message_t body) {
+void Server::send(Route& route, zmq::message_t& body) {
   ++stats_.replies;
   // ROUTER drops a reply to a peer that has gone; nothing to do then.
   router_.send(route.identity, zmq::send_flags::sndmore);
@@ -160,30 +161,36 @@ void Server::send(Route& route, zmq::message_t body) {
   router_.send(body, zmq::send_flags::none);
 }
 
-void Server::onEvent(const Event& event) {
+void Server::append(const PublishedEvent& event) {
   ++stats_.events;
-  // TODO(perf): reuse one builder arena per turn instead of one per event.
-  capnp::MallocMessageBuilder message(128);
-  toWire(event, message.initRoot<wire::Event>());
-  topicInto(event, topic_);  // one buffer for every event: no allocation once grown
-  pub_.send(zmq::buffer(topic_), zmq::send_flags::sndmore);
-  pub_.send(toFrame(message), zmq::send_flags::none);
+  topicInto(event.event, topic_);  // one buffer for every event: no allocation once grown
+  outEvents_.push_back(
+      OutgoingEvent{zmq::message_t(topic_.data(), topic_.size()), toFrame(event.message)});
 }
 
-void Server::onReply(uint64_t tag, const Reply& reply) {
+void Server::reply(uint64_t tag, const ReplyView& reply) {
   if (tag == kLocalTag) {
-    if (const auto* r = reply.rejection()) {
-      logLine("shopd", "local command rejected: %s: %s", std::string(name(r->reason)).c_str(),
-              r->detail.c_str());
+    if (reply.status == ReplyStatus::rejected) {
+      logLine("shopd", "local command rejected: %s: %.*s", std::string(name(reply.reason)).c_str(),
+              static_cast<int>(reply.detail.size()), reply.detail.data());
     }
     return;
   }
-  auto it = routes_.find(tag);
-  if (it == routes_.end()) return;
-  capnp::MallocMessageBuilder message(reply.status == ReplyStatus::events ? 4096 : 128);
-  toWire(reply, message.initRoot<wire::Reply>());
-  send(it->second, toFrame(message));
-  routes_.erase(it);
+  SHOP_CHECK(tag <= routes_.size(), "reply for unknown tag %llu",
+             static_cast<unsigned long long>(tag));
+  outReplies_.push_back(OutgoingReply{std::move(routes_[tag - 1]), encoder_.encode(reply)});
+  freeTags_.push_back(tag);
+}
+
+void Server::commit() {
+  // Events first: a client that sees its reply can find the event published.
+  for (auto& e : outEvents_) {
+    pub_.send(e.topic, zmq::send_flags::sndmore);
+    pub_.send(e.body, zmq::send_flags::none);
+  }
+  outEvents_.clear();
+  for (auto& r : outReplies_) send(r.route, r.body);
+  outReplies_.clear();
 }
 
 }  // namespace shop::bus

@@ -1,16 +1,18 @@
-// The socket thread: ROUTER ingress, PUB egress and the engine's ingress
-// side, all on one thread.
+// The socket thread: ROUTER ingress and PUB egress in front of an Engine,
+// all on one thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
 #include <zmq.hpp>
 
+#include "bus/codec.h"
+#include "core/egress.h"
 #include "core/engine.h"
 #include "core/wakeup.h"
 
@@ -19,7 +21,6 @@ namespace shop::bus {
 struct ServerConfig {
   std::string commandsEndpoint = "tcp://127.0.0.1:5555";
   std::string eventsEndpoint = "tcp://127.0.0.1:5556";
-  EngineConfig engine;
   int eventsSendHwm = 100'000;  // events queued per subscriber before PUB drops
   int eventsSendBuffer = 0;     // SO_SNDBUF of the PUB socket; 0 = OS default
   int lingerMs = 1000;          // how long close waits to flush replies
@@ -35,10 +36,22 @@ struct ServerStats {
   uint64_t events = 0;
 };
 
-// Owned by the socket thread: construct it, run() it and destroy it on one
-// thread. requestStop() and post() may be called from any thread.
-class Server : private EngineListener {
+// Owned by the socket thread: construct it, the Engine that uses it as its
+// sinks, and run() on one thread. requestStop() and post() may be called
+// from any thread.
+//
+//   bus::Server server(context, config);          // binds both sockets
+//   Engine engine(engineConfig, server, server);  // events and replies
+//   server.run(engine);
+//
+// Egress is batched: events and replies are built as the engine emits them
+// and sent at the end of each turn (EventSink::commit), events first.
+class Server : public EventSink, public ReplySink {
  public:
+  // The tag for commands no client sent (the starter catalog): their replies
+  // are logged when rejected.
+  static constexpr uint64_t kLocalTag = 0;
+
   // Binds both sockets. Throws zmq::error_t when an endpoint cannot be bound.
   Server(zmq::context_t& context, const ServerConfig& config);
   ~Server() override;
@@ -49,47 +62,61 @@ class Server : private EngineListener {
   const std::string& commandsEndpoint() const { return commandsEndpoint_; }
   const std::string& eventsEndpoint() const { return eventsEndpoint_; }
 
-  // Serves until requestStop() or stopFd. Then answers the requests already
-  // received, waits for every in-flight command's reply, and returns.
-  void run();
+  // Serves `engine` until requestStop() or stopFd. Then answers the requests
+  // already received, waits for every in-flight command's reply, and returns.
+  void run(Engine& engine);
   // Thread-safe and async-signal-safe.
   void requestStop();
   // Runs fn(engine) on the socket thread at its next turn. Thread-safe.
   void post(std::function<void(Engine&)> fn);
 
-  // Socket thread only: submit a command that no client sent (the starter
-  // catalog). Its reply is logged when rejected.
-  void submitLocal(Command command);
-  Engine& engine() { return engine_; }
   const ServerStats& stats() const { return stats_; }
+
+  // EventSink and ReplySink: called by the engine on the socket thread.
+  void append(const PublishedEvent& event) override;
+  void commit() override;
+  void reply(uint64_t tag, const ReplyView& reply) override;
 
  private:
   struct Route {
     zmq::message_t identity;
     bool reqEnvelope = false;  // a REQ client: reply needs the empty delimiter
   };
+  struct OutgoingReply {
+    Route route;
+    zmq::message_t body;
+  };
+  struct OutgoingEvent {
+    zmq::message_t topic;
+    zmq::message_t body;
+  };
 
-  void onEvent(const Event& event) override;
-  void onReply(uint64_t tag, const Reply& reply) override;
-  // Reads every request waiting on the ROUTER without blocking.
-  void readRequests();
-  void handleRequest(std::vector<zmq::message_t>& frames);
+  // Reads up to one batch of requests waiting on the ROUTER without blocking.
+  void readRequests(Engine& engine);
+  void handleRequest(Engine& engine);
   void sendMalformed(Route& route, const CommandId& id, const std::string& why);
-  void send(Route& route, zmq::message_t body);
-  void runPosted();
+  void send(Route& route, zmq::message_t& body);
+  void runPosted(Engine& engine);
+  uint64_t takeRoute(Route route);
 
   ServerConfig config_;
   zmq::socket_t router_;
   zmq::socket_t pub_;
   std::string commandsEndpoint_;
   std::string eventsEndpoint_;
-  Engine engine_;  // after the sockets: its listener callbacks use them
   Wakeup control_;
   std::atomic<bool> stopRequested_{false};
   moodycamel::ConcurrentQueue<std::function<void(Engine&)>> posted_;
-  std::unordered_map<uint64_t, Route> routes_;  // by engine tag
-  uint64_t nextTag_ = 1;
-  std::string topic_;  // scratch for onEvent
+
+  // Socket thread only. Every buffer below is reused turn after turn.
+  std::vector<Route> routes_;  // by tag - 1; a tag is live from submit to its reply
+  std::vector<uint64_t> freeTags_;
+  std::vector<zmq::message_t> frames_;     // one request's frames
+  std::vector<capnp::word> alignScratch_;  // unaligned request bodies
+  std::vector<OutgoingEvent> outEvents_;   // until commit()
+  std::vector<OutgoingReply> outReplies_;  // until commit(), after the events
+  std::string topic_;
+  ReplyEncoder encoder_;
   ServerStats stats_;
 };
 

@@ -1,8 +1,9 @@
 // Domain values: commands, events, rejections and replies as plain C++ values.
 //
-// These mirror schemas/shop.capnp one to one; bus/codec translates between the
-// two. The engine works on these values so that core has no wire dependency
-// and a command costs no Cap'n Proto arena on the shard threads.
+// These mirror schemas/shop.capnp one to one; core/event_codec and bus/codec
+// translate between the two. Shards decide on these values, so a command
+// costs no Cap'n Proto arena on the shard threads; the ingress encodes each
+// event once, when it is sequenced.
 #pragma once
 
 #include <array>
@@ -81,8 +82,8 @@ struct GetCustomer {
   std::string customer;
 };
 struct ReadEvents {
-  Seq fromSeq = 0;         // inclusive; 0 means the oldest retained
-  uint32_t maxCount = 0;   // 0 means the engine's page limit
+  Seq fromSeq = 0;        // inclusive; 0 means the oldest retained
+  uint32_t maxCount = 0;  // 0 means the engine's page limit
 };
 
 // Alternative order matches CommandKind.
@@ -210,17 +211,20 @@ struct EventPage {
   Seq headSeq = 0;
 };
 
-enum class ReplyStatus : uint8_t { accepted, rejected, customer, events };
+// `retired`: a retry of a mutation accepted earlier, whose event has left
+// the log's retention; the reply carries its seq, not the event.
+enum class ReplyStatus : uint8_t { accepted, rejected, customer, events, retired };
 
 // The one answer to one command. Mutations carry their event (with its seq);
 // rejections carry the OperationRejected event that was published for them.
 struct Reply {
   CommandId commandId;
   ReplyStatus status = ReplyStatus::accepted;
-  std::optional<Event> event;         // accepted and rejected
+  std::optional<Event> event;            // accepted and rejected
   std::optional<CustomerView> customer;  // status == customer
-  EventPage page;                     // status == events
-  Seq oldestSeq = 0;                  // rejected with retentionExceeded
+  EventPage page;                        // status == events
+  Seq oldestSeq = 0;                     // rejected with retentionExceeded; retired
+  Seq seq = 0;                           // retired: the seq of the original event
 
   const OperationRejected* rejection() const;
 };

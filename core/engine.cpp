@@ -1,10 +1,12 @@
 #include "core/engine.h"
 
-#include <cassert>
+#include <capnp/serialize.h>
+
 #include <chrono>
 #include <future>
-#include <stdexcept>
 
+#include "core/check.h"
+#include "core/saga.h"
 #include "core/validation.h"
 
 namespace shop {
@@ -14,45 +16,37 @@ unsigned defaultShardCount() {
   return hw > 1 ? hw - 1 : 1;
 }
 
-// One admitted operation, from admission to final outcome.
-struct Engine::Op {
-  Command command;
-  std::vector<uint64_t> tags;  // the request and any retries attached to it
-  bool gated = false;          // holds a slot of command.customer()
-  bool reserved = false;       // buy: stock is reserved at the product
-};
-
 namespace {
 constexpr size_t kDrainBatch = 256;
-
-size_t shardIndex(char kind, std::string_view id, size_t shards) {
-  size_t h = std::hash<std::string_view>{}(id);
-  if (kind == 'p') h = (h ^ 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
-  return (h ^ (h >> 31)) % shards;
-}
-
-// Transient outcomes are not remembered: the command was not applied, so a
-// retry is a new attempt rather than a duplicate.
-bool rememberedByDedupe(const Reply& reply) {
-  const auto* r = reply.rejection();
-  return !r || (r->reason != RejectReason::tooManyPending &&
-                r->reason != RejectReason::internalError);
-}
 
 bool isQuery(CommandKind kind) {
   return kind == CommandKind::getCustomer || kind == CommandKind::readEvents;
 }
+
+// Transient outcomes are not remembered: the command was not applied, so a
+// retry is a new attempt rather than a duplicate.
+bool remembered(RejectReason reason) {
+  return reason != RejectReason::tooManyPending && reason != RejectReason::internalError;
+}
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
 
-Engine::Engine(const EngineConfig& config, EngineListener& listener)
+Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies)
     : config_(config),
-      listener_(listener),
+      events_(events),
+      replies_(replies),
       owner_(std::this_thread::get_id()),
+      router_(config.shards),
       gate_(config.maxPending),
       dedupe_(config.dedupeWindow),
       log_(config.retention),
-      outboxToken_(outbox_) {
-  if (config_.shards == 0) throw std::invalid_argument("EngineConfig.shards must be >= 1");
+      outboxToken_(outbox_),
+      staged_(config.shards) {
   drained_.resize(kDrainBatch);
   shards_.reserve(config_.shards);
   for (unsigned k = 0; k < config_.shards; ++k) {
@@ -60,53 +54,84 @@ Engine::Engine(const EngineConfig& config, EngineListener& listener)
   }
 }
 
-Engine::~Engine() { shards_.clear(); }
+Engine::~Engine() {
+  shards_.clear();
+}
 
 void Engine::assertOwner() const {
-  assert(std::this_thread::get_id() == owner_ && "Engine used off its ingress thread");
+  SHOP_CHECK(std::this_thread::get_id() == owner_, "Engine used off its ingress thread");
 }
 
-unsigned Engine::shardOfCustomer(std::string_view id) const {
-  return static_cast<unsigned>(shardIndex('c', id, shards_.size()));
-}
-unsigned Engine::shardOfProduct(std::string_view id) const {
-  return static_cast<unsigned>(shardIndex('p', id, shards_.size()));
-}
-
-const Event& Engine::publish(const CommandId& id, EventBody body) {
-  auto now = std::chrono::system_clock::now().time_since_epoch();
-  const Event& stored = log_.append(
-      Event{0, std::chrono::duration_cast<std::chrono::nanoseconds>(now).count(), id,
-            std::move(body)});
-  listener_.onEvent(stored);
-  return stored;
+kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&& body) {
+  scratchEvent_.seq = log_.headSeq() + 1;
+  scratchEvent_.timestampNs = nowNs();
+  scratchEvent_.commandId = id;
+  scratchEvent_.body = std::move(body);
+  auto message = encoder_.append(scratchEvent_, log_);
+  events_.append(PublishedEvent{scratchEvent_, message});
+  return message;
 }
 
-Reply Engine::rejectNow(const Command& command, Rejection rejection) {
-  OperationRejected event{rejection.reason, command.kind(), std::string(command.customer()),
-                          std::string(command.product()), std::move(rejection.detail)};
-  Reply reply{command.id, ReplyStatus::rejected, publish(command.id, std::move(event))};
+ReplyView Engine::rejectNow(const Command& command, RejectReason reason, std::string detail) {
+  ReplyView reply{.commandId = command.id, .status = ReplyStatus::rejected, .reason = reason};
+  reply.event =
+      publish(command.id, OperationRejected{reason, command.kind(), std::string(command.customer()),
+                                            std::string(command.product()), std::move(detail)});
+  const auto& rejected = std::get<OperationRejected>(scratchEvent_.body);
+  reply.detail = rejected.detail;  // lives in scratchEvent_ until the next publish
+  reply.seq = scratchEvent_.seq;
   return reply;
+}
+
+void Engine::replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, uint64_t tag) {
+  ReplyView reply{
+      .commandId = id, .status = outcome.status, .reason = outcome.reason, .seq = outcome.seq};
+  if (!log_.retains(outcome.seq)) {
+    // The event left retention: answer with the compact outcome, and say so.
+    reply.oldestSeq = log_.oldestSeq();
+    if (outcome.status == ReplyStatus::accepted) {
+      reply.status = ReplyStatus::retired;
+    } else {
+      scratchDetail_.assign("rejected earlier as seq ");
+      scratchDetail_.append(std::to_string(outcome.seq)).append(", no longer retained");
+      reply.detail = scratchDetail_;
+    }
+    replies_.reply(tag, reply);
+    return;
+  }
+  reply.event = log_.at(outcome.seq);
+  if (outcome.status == ReplyStatus::accepted) {
+    replies_.reply(tag, reply);
+    return;
+  }
+  capnp::FlatArrayMessageReader reader(reply.event);
+  auto detail = reader.getRoot<wire::Event>().getOperationRejected().getDetail();
+  reply.detail = std::string_view(detail.cStr(), detail.size());
+  replies_.reply(tag, reply);
 }
 
 void Engine::serveRead(const Command& command, uint64_t tag) {
   const auto& read = std::get<ReadEvents>(command.body);
   Seq oldest = log_.oldestSeq();
   if (read.fromSeq != 0 && read.fromSeq < oldest) {
-    Reply reply = rejectNow(command, {RejectReason::retentionExceeded,
-                                      "seq " + std::to_string(read.fromSeq) +
-                                          " is no longer retained; the oldest is " +
-                                          std::to_string(oldest)});
+    ReplyView reply =
+        rejectNow(command, RejectReason::retentionExceeded,
+                  "seq " + std::to_string(read.fromSeq) + " is no longer retained; the oldest is " +
+                      std::to_string(oldest));
     reply.oldestSeq = log_.oldestSeq();
-    listener_.onReply(tag, reply);
+    replies_.reply(tag, reply);
     return;
   }
   uint32_t limit = config_.readPageLimit;
   if (read.maxCount != 0 && read.maxCount < limit) limit = read.maxCount;
-  Reply reply{command.id, ReplyStatus::events};
-  reply.page.events = log_.read(read.fromSeq == 0 ? oldest : read.fromSeq, limit);
-  reply.page.headSeq = log_.headSeq();
-  listener_.onReply(tag, reply);
+  Seq first = std::max(read.fromSeq, oldest);
+  size_t count = first > log_.headSeq() ? 0 : std::min<Seq>(limit, log_.headSeq() - first + 1);
+  replies_.reply(tag, ReplyView{.commandId = command.id,
+                                .status = ReplyStatus::events,
+                                .log = &log_,
+                                .first = first,
+                                .count = count,
+                                .headSeq = log_.headSeq()});
 }
 
 void Engine::submit(Command command, uint64_t tag) {
@@ -118,31 +143,29 @@ void Engine::submit(Command command, uint64_t tag) {
   }
   // Queries are answered fresh each time; only mutations are deduplicated.
   if (!isQuery(kind)) {
-    if (const auto* seen = dedupe_.find(command.id)) {
-      if (seen->op != DedupeWindow::kNoOp) {
-        ops_[seen->op]->tags.push_back(tag);  // a retry of a command in flight
-      } else {
-        listener_.onReply(tag, seen->reply);
-      }
+    DedupeWindow::Hit seen = dedupe_.find(command.id);
+    if (seen.kind == DedupeWindow::Hit::Kind::inFlight) {
+      ops_[seen.op]->tags.push_back(tag);  // a retry of a command in flight
+      return;
+    }
+    if (seen.kind == DedupeWindow::Hit::Kind::completed) {
+      replyFromWindow(command.id, seen.outcome, tag);
       return;
     }
   }
   if (auto invalid = validate(command)) {
-    Reply reply = rejectNow(command, std::move(*invalid));
+    ReplyView reply = rejectNow(command, invalid->reason, std::move(invalid->detail));
     if (!isQuery(kind)) {
-      dedupe_.begin(command.id, DedupeWindow::kNoOp);
-      dedupe_.complete(command.id, reply, true);
+      dedupe_.remember(command.id, {reply.seq, ReplyStatus::rejected, reply.reason});
     }
-    listener_.onReply(tag, reply);
+    replies_.reply(tag, reply);
     return;
   }
   std::string_view customer = command.customer();
   if (!customer.empty() && !gate_.tryAdmit(customer)) {
-    listener_.onReply(
-        tag, rejectNow(command, {RejectReason::tooManyPending,
-                                 "customer '" + std::string(customer) + "' already has " +
-                                     std::to_string(gate_.maxPending()) +
-                                     " operations pending"}));
+    replies_.reply(tag, rejectNow(command, RejectReason::tooManyPending,
+                                  "customer '" + std::string(customer) + "' already has " +
+                                      std::to_string(gate_.maxPending()) + " operations pending"));
     return;
   }
 
@@ -158,23 +181,29 @@ void Engine::submit(Command command, uint64_t tag) {
   op.command = std::move(command);
   op.tags.assign(1, tag);
   op.gated = !customer.empty();
-  op.reserved = false;
+  op.step = saga::first(op.command, router_);
   ++inFlight_;
   if (!isQuery(kind)) dedupe_.begin(op.command.id, index);
-  // A buy needs two steps only when its product and customer live on
-  // different shards; on one shard it is decided in a single step.
-  bool crossShard = kind == CommandKind::buyProduct &&
-                    shardOfProduct(op.command.product()) != shardOfCustomer(op.command.customer());
-  dispatch(index, crossShard ? Step::reserve : Step::execute);
+  const Command& cmd = op.command;
+  bool atProduct =
+      op.step == Step::reserve || kind == CommandKind::addProduct || kind == CommandKind::restock;
+  unsigned shard = atProduct ? shardOfProduct(cmd.product()) : shardOfCustomer(cmd.customer());
+  stage(shard, ShardTask{.step = op.step, .op = index, .command = &cmd});
 }
 
-void Engine::dispatch(uint32_t index, Step step) {
-  const Command& cmd = ops_[index]->command;
-  CommandKind kind = cmd.kind();
-  bool atProduct =
-      step == Step::reserve || kind == CommandKind::addProduct || kind == CommandKind::restock;
-  unsigned shard = atProduct ? shardOfProduct(cmd.product()) : shardOfCustomer(cmd.customer());
-  shards_[shard]->submit(ShardTask{.step = step, .op = index, .command = &cmd});
+void Engine::stage(unsigned shard, ShardTask task) {
+  staged_[shard].push_back(std::move(task));
+  anyStaged_ = true;
+}
+
+void Engine::commit() {
+  if (anyStaged_) {
+    for (size_t k = 0; k < staged_.size(); ++k) {
+      if (!staged_[k].empty()) shards_[k]->submitBulk(staged_[k]);
+    }
+    anyStaged_ = false;
+  }
+  events_.commit();
 }
 
 size_t Engine::poll() {
@@ -182,13 +211,17 @@ size_t Engine::poll() {
   size_t total = 0;
   for (;;) {
     size_t n = outbox_.try_dequeue_bulk(outboxToken_, drained_.begin(), drained_.size());
-    for (size_t i = 0; i < n; ++i) onOutcome(drained_[i]);
+    for (size_t i = 0; i < n; ++i) {
+      onOutcome(drained_[i]);
+      drained_[i] = ShardOutcome{};  // free its strings now, not at the next reuse
+    }
     total += n;
     if (n < drained_.size()) return total;
   }
 }
 
 bool Engine::prepareToSleep() {
+  commit();
   wakeup_.arm();
   // Outcomes enqueued before the arm took effect did not notify: look.
   if (outbox_.size_approx() == 0) return true;
@@ -202,83 +235,113 @@ void Engine::wokeUp(bool wakeFdReadable) {
 }
 
 size_t Engine::wait(int timeoutMs) {
+  commit();
   size_t n = poll();
-  if (n > 0) return n;
-  bool readable = prepareToSleep() && wakeup_.wait(timeoutMs);
-  wokeUp(readable);
-  return poll();
+  if (n == 0) {
+    bool readable = prepareToSleep() && wakeup_.wait(timeoutMs);
+    wokeUp(readable);
+    n = poll();
+  }
+  commit();
+  return n;
 }
 
 void Engine::drain() {
   while (inFlight_ > 0) wait(-1);
+  commit();
 }
 
 void Engine::onOutcome(ShardOutcome& outcome) {
   Op& op = *ops_[outcome.op];
-  if (outcome.reserved) {
-    op.reserved = true;
-    shards_[shardOfCustomer(op.command.customer())]->submit(ShardTask{
-        .step = Step::debit, .op = outcome.op, .command = &op.command,
-        .unitPrice = outcome.unitPrice});
-    return;
-  }
   const Command& cmd = op.command;
-  Reply reply{cmd.id, ReplyStatus::accepted};
-  if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
-    if (op.reserved) {
-      // The debit failed: the reserved units go back. The product shard sees
-      // this before any task the ingress sends it later.
+  saga::Next next = saga::next(op.step, outcome);
+  switch (next) {
+    case saga::Next::debit:
+      op.step = Step::debit;
+      stage(shardOfCustomer(cmd.customer()), ShardTask{.step = Step::debit,
+                                                       .op = outcome.op,
+                                                       .command = &cmd,
+                                                       .unitPrice = outcome.unitPrice});
+      return;
+    case saga::Next::releaseThenFinish: {
+      // The product shard sees this before any task the ingress sends it later.
       const auto& buy = std::get<BuyProduct>(cmd.body);
-      shards_[shardOfProduct(buy.product)]->submit(
-          ShardTask{.step = Step::release, .key = buy.product, .quantity = buy.quantity});
+      stage(shardOfProduct(buy.product),
+            ShardTask{.step = Step::release, .key = buy.product, .quantity = buy.quantity});
+      break;
     }
-    reply = rejectNow(cmd, std::move(*rejection));
-  } else if (auto* body = std::get_if<EventBody>(&outcome.result)) {
-    if (auto* returned = std::get_if<ProductReturned>(body)) {
-      shards_[shardOfProduct(returned->product)]->submit(ShardTask{
-          .step = Step::stockBack, .key = returned->product, .quantity = returned->quantity});
+    case saga::Next::stockBackThenFinish: {
+      const auto& returned = std::get<ProductReturned>(std::get<EventBody>(outcome.result));
+      stage(shardOfProduct(returned.product),
+            ShardTask{
+                .step = Step::stockBack, .key = returned.product, .quantity = returned.quantity});
+      break;
     }
-    reply.event = publish(cmd.id, std::move(*body));
-  } else if (auto* view = std::get_if<CustomerView>(&outcome.result)) {
-    reply.status = ReplyStatus::customer;
-    reply.customer = std::move(*view);
-  } else {
-    throw std::logic_error("shard outcome without a result");
+    case saga::Next::finish:
+      break;
   }
-  finish(op, std::move(reply));
-  freeOps_.push_back(outcome.op);
+
+  if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
+    ReplyView reply = rejectNow(cmd, rejection->reason, std::move(rejection->detail));
+    finish(outcome.op, reply, {reply.seq, ReplyStatus::rejected, reply.reason});
+  } else if (auto* body = std::get_if<EventBody>(&outcome.result)) {
+    ReplyView reply{.commandId = cmd.id, .status = ReplyStatus::accepted};
+    reply.event = publish(cmd.id, std::move(*body));
+    reply.seq = scratchEvent_.seq;
+    finish(outcome.op, reply, {reply.seq, ReplyStatus::accepted});
+  } else if (auto* view = std::get_if<CustomerView>(&outcome.result)) {
+    finish(outcome.op,
+           ReplyView{.commandId = cmd.id, .status = ReplyStatus::customer, .customer = view}, {});
+  } else {
+    SHOP_CHECK(false, "shard outcome without a result for op %u", outcome.op);
+  }
 }
 
-void Engine::finish(Op& op, Reply reply) {
+void Engine::finish(uint32_t index, const ReplyView& reply, const DedupeOutcome& outcome) {
+  Op& op = *ops_[index];
   if (op.gated) gate_.release(op.command.customer());
   if (!isQuery(op.command.kind())) {
-    dedupe_.complete(op.command.id, reply, rememberedByDedupe(reply));
+    if (reply.status == ReplyStatus::rejected && !remembered(reply.reason)) {
+      dedupe_.forget(op.command.id);
+    } else {
+      dedupe_.complete(op.command.id, outcome);
+    }
   }
   --inFlight_;
-  for (uint64_t tag : op.tags) listener_.onReply(tag, reply);
+  for (uint64_t tag : op.tags) replies_.reply(tag, reply);
   op.tags.clear();
+  freeOps_.push_back(index);
 }
 
-void Engine::holdShard(unsigned k) { shards_.at(k)->submit(ShardTask{.step = Step::hold}); }
+void Engine::holdShard(unsigned k) {
+  SHOP_CHECK(k < shards_.size(), "no shard %u", k);
+  stage(k, ShardTask{.step = Step::hold});
+  commit();
+}
 
-void Engine::resumeShard(unsigned k) { shards_.at(k)->resume(); }
+void Engine::resumeShard(unsigned k) {
+  shards_.at(k)->resume();
+}
 
 void Engine::injectCustomerFault(std::string_view customer) {
-  shards_[shardOfCustomer(customer)]->submit(
-      ShardTask{.step = Step::armFault, .key = customerKey(customer)});
+  stage(shardOfCustomer(customer),
+        ShardTask{.step = Step::armFault, .key = aggregateKey(AggregateKind::customer, customer)});
+  commit();
 }
 
 void Engine::injectProductFault(std::string_view product) {
-  shards_[shardOfProduct(product)]->submit(
-      ShardTask{.step = Step::armFault, .key = productKey(product)});
+  stage(shardOfProduct(product),
+        ShardTask{.step = Step::armFault, .key = aggregateKey(AggregateKind::product, product)});
+  commit();
 }
 
 ShopState Engine::snapshot() {
   assertOwner();
   std::vector<std::promise<ShopState>> promises(shards_.size());
-  for (size_t k = 0; k < shards_.size(); ++k) {
-    shards_[k]->submit(ShardTask{.step = Step::snapshot, .snapshotOut = &promises[k]});
+  for (unsigned k = 0; k < shards_.size(); ++k) {
+    stage(k, ShardTask{.step = Step::snapshot, .snapshotOut = &promises[k]});
   }
+  commit();
   ShopState all;
   for (auto& p : promises) {
     ShopState part = p.get_future().get();

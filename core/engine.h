@@ -1,18 +1,30 @@
-// The in-process engine: ingress (dedupe, validation, gate), shards, egress
-// (sequence, log, publish, reply, release slot). No sockets: bus/ puts it on
-// the wire, shop-bench and the tests drive it directly.
+// The in-process engine: it composes the stages of a command. No sockets:
+// bus/ puts it on the wire, shop-bench and the tests drive it directly.
+//
+//   admission:   dedupe (DedupeWindow) → validation → gate (PendingGate)
+//   routing:     ShardRouter, the saga's first step, staged per shard
+//   shards:      decide and apply (Shard), outcomes back through one queue
+//   saga:        saga::next() for cross-shard buys and returns
+//   sequencing:  seq and time, encoded once into the EventLog → EventSink
+//   replies:     one per request → ReplySink; the gate slot is released
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "core/aggregates.h"
+#include "core/dedupe_window.h"
 #include "core/domain.h"
-#include "core/ingress_state.h"
+#include "core/egress.h"
+#include "core/event_codec.h"
+#include "core/event_log.h"
+#include "core/pending_gate.h"
 #include "core/shard.h"
+#include "core/shard_router.h"
 #include "core/wakeup.h"
 
 namespace shop {
@@ -22,48 +34,46 @@ unsigned defaultShardCount();
 
 struct EngineConfig {
   unsigned shards = defaultShardCount();
-  uint32_t maxPending = 5;           // per customer, from admission to final outcome
-  size_t retention = 1'000'000;      // events kept in memory for ReadEvents
-  size_t dedupeWindow = 1'000'000;   // completed commandIds remembered
-  uint32_t readPageLimit = 10'000;   // most events one ReadEvents returns
-};
-
-// Receives the engine's output. Called on the ingress thread only.
-class EngineListener {
- public:
-  virtual ~EngineListener() = default;
-  // Each event once, in seq order, after it is in the log.
-  virtual void onEvent(const Event& event) = 0;
-  // The one reply to the request submitted with `tag`. A command's event is
-  // always delivered before its reply.
-  virtual void onReply(uint64_t tag, const Reply& reply) = 0;
+  uint32_t maxPending = 5;          // per customer, from admission to final outcome
+  size_t retention = 1'000'000;     // events kept in memory for ReadEvents
+  size_t dedupeWindow = 1'000'000;  // completed commandIds remembered
+  uint32_t readPageLimit = 10'000;  // most events one ReadEvents returns
 };
 
 // Owned by the ingress thread (the thread that constructs it); not
 // thread-safe. It owns the shard threads.
+//
+// Work is batched: submit() and poll() stage shard tasks and sink output;
+// commit() ends the batch, handing each shard its tasks in bulk and telling
+// the EventSink to commit. wait(), drain() and prepareToSleep() commit first.
 class Engine {
  public:
-  Engine(const EngineConfig& config, EngineListener& listener);
+  Engine(const EngineConfig& config, EventSink& events, ReplySink& replies);
+  Engine(const EngineConfig& config, EngineListener& listener)
+      : Engine(config, listener, listener) {}
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Admits one request; its reply arrives through the listener with `tag`,
-  // possibly before submit returns (rejections, reads, dedupe hits).
+  // Admits one request; its reply goes to the ReplySink with `tag`, possibly
+  // before submit returns (rejections, reads, dedupe hits).
   void submit(Command command, uint64_t tag);
 
   // Processes every shard outcome that is ready; returns how many. No syscall.
   size_t poll();
-  // Blocks up to timeoutMs (-1: forever) for outcomes, then polls.
+  // Ends a batch: staged tasks go to the shards, then the sinks commit.
+  void commit();
+  // Commits, blocks up to timeoutMs (-1: forever) for outcomes, then polls
+  // and commits again.
   size_t wait(int timeoutMs);
   // Waits until no operation is in flight.
   void drain();
 
   // For an event loop that sleeps on wakeFd() among other fds:
-  //   bool sleep = engine.prepareToSleep();   // false: outcomes already wait
+  //   bool sleep = engine.prepareToSleep();   // commits; false: outcomes already wait
   //   poll(..., sleep ? timeout : 0);
   //   engine.wokeUp(wakeFd was readable);
-  //   engine.poll();
+  //   engine.poll(); ...; engine.commit();
   // Shards write wakeFd() only while the engine is prepared to sleep.
   bool prepareToSleep();
   void wokeUp(bool wakeFdReadable);
@@ -72,9 +82,14 @@ class Engine {
   size_t inFlight() const { return inFlight_; }
   const EventLog& log() const { return log_; }
   const PendingGate& gate() const { return gate_; }
+  const DedupeWindow& dedupe() const { return dedupe_; }
   const EngineConfig& config() const { return config_; }
-  unsigned shardOfCustomer(std::string_view id) const;
-  unsigned shardOfProduct(std::string_view id) const;
+  unsigned shardOfCustomer(std::string_view id) const {
+    return router_.shardOf(AggregateKind::customer, id);
+  }
+  unsigned shardOfProduct(std::string_view id) const {
+    return router_.shardOf(AggregateKind::product, id);
+  }
 
   // ---- test seams ----
   // Tasks sent to shard k after hold() wait until resume(); outcomes decided
@@ -89,22 +104,35 @@ class Engine {
   ShopState snapshot();
 
  private:
-  struct Op;
+  // One admitted operation, from admission to final outcome.
+  struct Op {
+    Command command;
+    std::vector<uint64_t> tags;  // the request and any retries attached to it
+    Step step = Step::execute;   // the saga step in progress
+    bool gated = false;          // holds a slot of command.customer()
+  };
 
-  void dispatch(uint32_t index, Step step);
+  void stage(unsigned shard, ShardTask task);
   void onOutcome(ShardOutcome& outcome);
-  void finish(Op& op, Reply reply);
-  const Event& publish(const CommandId& id, EventBody body);
-  Reply rejectNow(const Command& command, Rejection rejection);
+  void finish(uint32_t index, const ReplyView& reply, const DedupeOutcome& outcome);
+  // Sequences, encodes and logs one event, and hands it to the EventSink.
+  kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body);
+  ReplyView rejectNow(const Command& command, RejectReason reason, std::string detail);
+  void replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, uint64_t tag);
   void serveRead(const Command& command, uint64_t tag);
   void assertOwner() const;
 
   EngineConfig config_;
-  EngineListener& listener_;
+  EventSink& events_;
+  ReplySink& replies_;
   std::thread::id owner_;
+  ShardRouter router_;
   PendingGate gate_;
   DedupeWindow dedupe_;
   EventLog log_;
+  EventEncoder encoder_;
+  Event scratchEvent_;         // reused by publish(): its strings keep their capacity
+  std::string scratchDetail_;  // reused for details rebuilt from the window
   Wakeup wakeup_;
   OutcomeQueue outbox_;
   moodycamel::ConsumerToken outboxToken_;
@@ -112,6 +140,8 @@ class Engine {
   std::vector<uint32_t> freeOps_;
   size_t inFlight_ = 0;
   std::vector<ShardOutcome> drained_;
+  std::vector<std::vector<ShardTask>> staged_;  // by shard, until commit()
+  bool anyStaged_ = false;
   std::vector<std::unique_ptr<Shard>> shards_;  // last: stops before the rest goes
 };
 

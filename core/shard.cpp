@@ -2,13 +2,10 @@
 
 #include <pthread.h>
 
-#include "core/log.h"
 #include <stdexcept>
+#include "core/log.h"
 
 namespace shop {
-
-std::string customerKey(std::string_view id) { return "c/" + std::string(id); }
-std::string productKey(std::string_view id) { return "p/" + std::string(id); }
 
 namespace {
 constexpr size_t kBatch = 64;
@@ -36,9 +33,18 @@ Shard::~Shard() {
   }
 }
 
-void Shard::submit(ShardTask task) { inbox_.enqueue(inboxToken_, std::move(task)); }
+void Shard::submit(ShardTask task) {
+  inbox_.enqueue(inboxToken_, std::move(task));
+}
 
-void Shard::resume() { resume_.signal(); }
+void Shard::submitBulk(std::vector<ShardTask>& tasks) {
+  inbox_.enqueue_bulk(inboxToken_, std::make_move_iterator(tasks.begin()), tasks.size());
+  tasks.clear();
+}
+
+void Shard::resume() {
+  resume_.signal();
+}
 
 void Shard::run() {
   pthread_setname_np(pthread_self(), ("shop-shard-" + std::to_string(index_)).c_str());
@@ -116,9 +122,9 @@ bool Shard::handle(ShardTask& task) {
   return false;
 }
 
-void Shard::throwIfArmed(char kind, std::string_view id) {
+void Shard::throwIfArmed(AggregateKind kind, std::string_view id) {
   if (armedFaults_.empty()) return;  // the common case builds no key
-  std::string key = kind == 'c' ? customerKey(id) : productKey(id);
+  std::string key = aggregateKey(kind, id);
   if (armedFaults_.erase(key)) throw std::runtime_error("injected fault on " + key);
 }
 
@@ -126,7 +132,7 @@ void Shard::throwIfArmed(char kind, std::string_view id) {
 // rejection in `out`.
 Product* Shard::reservable(const BuyProduct& buy, ShardOutcome& out) {
   auto* product = findIn<Product>(products_, buy.product);
-  throwIfArmed('p', buy.product);
+  throwIfArmed(AggregateKind::product, buy.product);
   if (auto rejection = checkReserve(product, buy)) {
     out.result = std::move(*rejection);
     return nullptr;
@@ -140,8 +146,8 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
   const Command& cmd = *task.command;
 
   // Applies `decision` to the aggregate `live` (null: create it in `map`).
-  auto commit = [&](auto& map, auto* live, std::string_view id, Decision decision,
-                    auto applyFn, char kind) {
+  auto commit = [&](auto& map, auto* live, std::string_view id, Decision decision, auto applyFn,
+                    AggregateKind kind) {
     if (auto* rejection = std::get_if<Rejection>(&decision)) {
       out.result = std::move(*rejection);
       return;
@@ -163,26 +169,26 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       auto& c = std::get<CreateCustomer>(cmd.body);
       auto* live = findIn<Customer>(customers_, c.customer);
       commit(customers_, live, c.customer, decideCreate(live, c), applyToCustomer,
-             'c');
+             AggregateKind::customer);
       return;
     }
     case CommandKind::deposit: {
       auto& c = std::get<Deposit>(cmd.body);
       auto* live = findIn<Customer>(customers_, c.customer);
       commit(customers_, live, c.customer, decideDeposit(live, c), applyToCustomer,
-             'c');
+             AggregateKind::customer);
       return;
     }
     case CommandKind::returnProduct: {
       auto& c = std::get<ReturnProduct>(cmd.body);
       auto* live = findIn<Customer>(customers_, c.customer);
       commit(customers_, live, c.customer, decideReturn(live, c), applyToCustomer,
-             'c');
+             AggregateKind::customer);
       return;
     }
     case CommandKind::getCustomer: {
       auto& c = std::get<GetCustomer>(cmd.body);
-      throwIfArmed('c', c.customer);
+      throwIfArmed(AggregateKind::customer, c.customer);
       if (auto* live = findIn<Customer>(customers_, c.customer)) {
         out.result = live->view(c.customer);
       } else {
@@ -199,7 +205,7 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         if (!product) return;
         auto* live = findIn<Customer>(customers_, c.customer);
         commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
-               'c');
+               AggregateKind::customer);
         if (std::holds_alternative<EventBody>(out.result)) product->stock -= c.quantity;
         return;
       }
@@ -213,21 +219,21 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       }
       auto* live = findIn<Customer>(customers_, c.customer);
       commit(customers_, live, c.customer, decideDebit(live, c, task.unitPrice), applyToCustomer,
-             'c');
+             AggregateKind::customer);
       return;
     }
     case CommandKind::addProduct: {
       auto& c = std::get<AddProduct>(cmd.body);
       auto* live = findIn<Product>(products_, c.product);
       commit(products_, live, c.product, decideAdd(live, c), applyToProduct,
-             'p');
+             AggregateKind::product);
       return;
     }
     case CommandKind::restock: {
       auto& c = std::get<Restock>(cmd.body);
       auto* live = findIn<Product>(products_, c.product);
       commit(products_, live, c.product, decideRestock(live, c), applyToProduct,
-             'p');
+             AggregateKind::product);
       return;
     }
     case CommandKind::readEvents:

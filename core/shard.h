@@ -22,7 +22,7 @@
 
 #include "core/aggregates.h"
 #include "core/domain.h"
-#include "core/ingress_state.h"
+#include "core/shard_router.h"
 #include "core/wakeup.h"
 
 namespace shop {
@@ -45,9 +45,9 @@ struct ShardTask {
   // Borrowed from the ingress's op table: immutable and alive until the op's
   // final outcome has been processed on the ingress thread.
   const Command* command = nullptr;
-  Money unitPrice = 0;                     // debit
-  std::string key;                         // release/stockBack: product; armFault: aggregate key
-  Quantity quantity = 0;                   // release/stockBack
+  Money unitPrice = 0;    // debit
+  std::string key;        // release/stockBack: product; armFault: aggregate key
+  Quantity quantity = 0;  // release/stockBack
   std::promise<ShopState>* snapshotOut = nullptr;  // snapshot
 };
 
@@ -62,10 +62,10 @@ struct ShardOutcome {
 
 using OutcomeQueue = moodycamel::ConcurrentQueue<ShardOutcome>;
 
-// Aggregate keys used for sharding and fault injection: "c/<id>" and
-// "p/<id>". Ids never contain '/', so keys of different kinds never collide.
-std::string customerKey(std::string_view id);
-std::string productKey(std::string_view id);
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
 
 // Owned by its own thread; other threads call only submit() (the ingress,
 // producer side) and resume() (test seam).
@@ -78,6 +78,8 @@ class Shard {
 
   // Producer side: call from the ingress thread only.
   void submit(ShardTask task);
+  // Producer side: moves every task of `tasks` in, in order, and clears it.
+  void submitBulk(std::vector<ShardTask>& tasks);
   // Ends a `hold`; thread-safe.
   void resume();
 
@@ -88,7 +90,7 @@ class Shard {
   // Handles one task; returns true when the thread should stop.
   bool handle(ShardTask& task);
   void decide(const ShardTask& task, ShardOutcome& out);
-  void throwIfArmed(char kind, std::string_view id);
+  void throwIfArmed(AggregateKind kind, std::string_view id);
   Product* reservable(const BuyProduct& buy, ShardOutcome& out);
   void flush();
 

@@ -200,7 +200,16 @@ struct Reply {
     malformed @3 :Text;          # could not be decoded; nothing was published
     customer  @4 :CustomerView;  # answer to GetCustomer
     events    @5 :EventPage;     # answer to ReadEvents
+    retired   @6 :RetiredOutcome;  # a retry of a command accepted earlier whose event has
+                                   # left retention: the outcome without the event
   }
+}
+
+# The compact outcome the dedupe window remembers, for a retry whose event
+# the log no longer holds. Nothing was applied again.
+struct RetiredOutcome {
+  seq       @0 :UInt64;     # seq of the event the original command produced
+  oldestSeq @1 :UInt64;     # the oldest seq still readable when the retry was answered
 }
 
 # A starter catalog, read as JSON by `shopd --catalog FILE`, e.g.

@@ -22,7 +22,8 @@ namespace {
 using shop::cli::formatMoney;
 using shop::cli::UsageError;
 
-constexpr const char* kUsage = R"(usage: shopctl [--endpoint E] [--events E] [--timeout MS] COMMAND ARGS
+constexpr const char* kUsage =
+    R"(usage: shopctl [--endpoint E] [--events E] [--timeout MS] COMMAND ARGS
 
 commands:
   create CUSTOMER [AMOUNT]          create a customer with an initial balance (default 0.00)
@@ -71,9 +72,10 @@ int64_t quantity(const std::string& text) {
 const std::vector<std::string>& expectArgs(const Options& o, size_t min, size_t max) {
   size_t n = o.args.size() - 1;
   if (n < min || n > max) {
-    throw UsageError(o.args[0] + " takes " +
-                     (min == max ? std::to_string(min) : std::to_string(min) + " to " + std::to_string(max)) +
-                     " argument(s), got " + std::to_string(n));
+    throw UsageError(
+        o.args[0] + " takes " +
+        (min == max ? std::to_string(min) : std::to_string(min) + " to " + std::to_string(max)) +
+        " argument(s), got " + std::to_string(n));
   }
   return o.args;
 }
@@ -133,8 +135,8 @@ std::string summary(const shop::Event& event) {
           return seq + "added " + e.product + " at " + formatMoney(e.price) + ", stock " +
                  std::to_string(e.stock);
         } else if constexpr (std::is_same_v<T, ProductRestocked>) {
-          return seq + "restocked " + e.product + " by " + std::to_string(e.quantity) +
-                 ", stock " + std::to_string(e.stock);
+          return seq + "restocked " + e.product + " by " + std::to_string(e.quantity) + ", stock " +
+                 std::to_string(e.stock);
         } else {
           return seq + "rejected: " + std::string(name(e.reason)) + ": " + e.detail;
         }
@@ -146,7 +148,8 @@ int runCommand(const Options& o) {
   shop::CommandBody body = buildCommand(o);
   zmq::context_t context(1);
   shop::bus::Client client(context, o.endpoint, {.timeoutMs = o.timeoutMs, .retries = 2});
-  shop::bus::CallResult result = client.call(shop::Command{shop::CommandId::random(), std::move(body)});
+  shop::bus::CallResult result =
+      client.call(shop::Command{shop::CommandId::random(), std::move(body)});
   if (!result.reply) {
     std::fprintf(stderr, "shopctl: %s (is shopd running at %s?)\n", result.error.c_str(),
                  o.endpoint.c_str());
@@ -176,6 +179,12 @@ int runCommand(const Options& o) {
       }
       return 0;
     }
+    case shop::ReplyStatus::retired:
+      // A retry of a command applied earlier: nothing was applied again.
+      std::printf("#%llu accepted earlier (event no longer retained; oldest is #%llu)\n",
+                  static_cast<unsigned long long>(reply.seq),
+                  static_cast<unsigned long long>(reply.oldestSeq));
+      return 0;
     case shop::ReplyStatus::events:
       break;
   }
@@ -206,7 +215,8 @@ int runTail(const Options& o) {
   if (!fromGiven) {
     // New events only: start after the current head.
     shop::bus::Client client(context, o.endpoint, {.timeoutMs = o.timeoutMs, .retries = 2});
-    auto head = client.call(shop::Command{shop::CommandId::random(), shop::ReadEvents{UINT64_MAX, 1}});
+    auto head =
+        client.call(shop::Command{shop::CommandId::random(), shop::ReadEvents{UINT64_MAX, 1}});
     if (!head.ok()) {
       std::fprintf(stderr, "shopctl: %s (is shopd running at %s?)\n", head.error.c_str(),
                    o.endpoint.c_str());
@@ -254,7 +264,8 @@ Options parse(int argc, char** argv) {
     } else if (a == "--events") {
       o.events = shop::cli::value(argc, argv, i);
     } else if (a == "--timeout") {
-      o.timeoutMs = static_cast<int>(shop::cli::unsignedValue(a, shop::cli::value(argc, argv, i), 1, 3'600'000));
+      o.timeoutMs = static_cast<int>(
+          shop::cli::unsignedValue(a, shop::cli::value(argc, argv, i), 1, 3'600'000));
     } else if (a.starts_with("-") && a != "-") {
       throw UsageError("unknown option '" + a + "'");
     } else {

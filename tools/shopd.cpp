@@ -35,6 +35,7 @@ Event topics: c/<customer>/<event>, p/<product>/<event>, s/<event>.
 
 struct Options {
   shop::bus::ServerConfig server;
+  shop::EngineConfig engine;
   std::string catalog = SHOP_DEFAULT_CATALOG;
 };
 
@@ -52,13 +53,13 @@ Options parse(int argc, char** argv) {
     } else if (a == "--events") {
       o.server.eventsEndpoint = value(argc, argv, i);
     } else if (a == "--shards") {
-      o.server.engine.shards = unsignedValue(a, value(argc, argv, i), 1, 256);
+      o.engine.shards = unsignedValue(a, value(argc, argv, i), 1, 256);
     } else if (a == "--max-pending") {
-      o.server.engine.maxPending = unsignedValue(a, value(argc, argv, i), 1, 1'000'000);
+      o.engine.maxPending = unsignedValue(a, value(argc, argv, i), 1, 1'000'000);
     } else if (a == "--retention") {
-      o.server.engine.retention = unsignedValue(a, value(argc, argv, i), 1, 1'000'000'000);
+      o.engine.retention = unsignedValue(a, value(argc, argv, i), 1, 1'000'000'000);
     } else if (a == "--dedupe-window") {
-      o.server.engine.dedupeWindow = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000);
+      o.engine.dedupeWindow = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000);
     } else if (a == "--catalog") {
       o.catalog = value(argc, argv, i);
     } else if (a == "--no-catalog") {
@@ -99,16 +100,20 @@ int main(int argc, char** argv) {
     std::vector<shop::AddProduct> catalog;
     if (!options.catalog.empty()) catalog = shop::bus::loadCatalog(options.catalog);
 
+    // main() wires the components: the server's sockets are the engine's
+    // sinks, and the server drives the engine on this (the socket) thread.
     zmq::context_t context(1);
     shop::bus::Server server(context, options.server);
+    shop::Engine engine(options.engine, server, server);
     for (auto& product : catalog) {
-      server.submitLocal(shop::Command{shop::CommandId::random(), std::move(product)});
+      engine.submit(shop::Command{shop::CommandId::random(), std::move(product)},
+                    shop::bus::Server::kLocalTag);
     }
-    server.engine().drain();
+    engine.drain();
     if (!options.catalog.empty()) {
       shop::logLine("shopd", "catalog %s: %zu products", options.catalog.c_str(), catalog.size());
     }
-    server.run();
+    server.run(engine);
     signalfd_siginfo info{};
     if (::read(signalFd, &info, sizeof info) == sizeof info) {
       shop::logLine("shopd", "stopped by %s", strsignal(static_cast<int>(info.ssi_signo)));

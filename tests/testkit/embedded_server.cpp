@@ -6,24 +6,32 @@ bus::ServerConfig EmbeddedServer::defaultConfig() {
   bus::ServerConfig config;
   config.commandsEndpoint = "tcp://127.0.0.1:*";
   config.eventsEndpoint = "tcp://127.0.0.1:*";
-  config.engine.shards = 2;
   config.lingerMs = 200;
   return config;
 }
 
-EmbeddedServer::EmbeddedServer(bus::ServerConfig config) : context_(1) {
+EngineConfig EmbeddedServer::defaultEngineConfig() {
+  EngineConfig config;
+  config.shards = 2;
+  return config;
+}
+
+EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConfig) : context_(1) {
   std::promise<bus::Server*> ready;
   auto started = ready.get_future();
-  thread_ = std::thread([this, config, &ready] {
+  thread_ = std::thread([this, config, engineConfig, &ready] {
+    // Wired as shopd's main() does, on the thread that runs them.
     std::unique_ptr<bus::Server> server;
+    std::unique_ptr<Engine> engine;
     try {
       server = std::make_unique<bus::Server>(context_, config);
+      engine = std::make_unique<Engine>(engineConfig, *server, *server);
     } catch (...) {
       ready.set_exception(std::current_exception());
       return;
     }
     ready.set_value(server.get());
-    server->run();
+    server->run(*engine);
     finalStats_ = server->stats();
   });
   try {
@@ -36,7 +44,9 @@ EmbeddedServer::EmbeddedServer(bus::ServerConfig config) : context_(1) {
   events_ = server_->eventsEndpoint();
 }
 
-EmbeddedServer::~EmbeddedServer() { stop(); }
+EmbeddedServer::~EmbeddedServer() {
+  stop();
+}
 
 void EmbeddedServer::stop() {
   if (!thread_.joinable()) return;

@@ -17,12 +17,14 @@ namespace shop::testkit {
 class EmbeddedServer {
  public:
   // Endpoints default to tcp://127.0.0.1:* (ephemeral ports).
-  explicit EmbeddedServer(bus::ServerConfig config = defaultConfig());
+  explicit EmbeddedServer(bus::ServerConfig config = defaultConfig(),
+                          EngineConfig engine = defaultEngineConfig());
   ~EmbeddedServer();  // stops the server if still running
   EmbeddedServer(const EmbeddedServer&) = delete;
   EmbeddedServer& operator=(const EmbeddedServer&) = delete;
 
   static bus::ServerConfig defaultConfig();
+  static EngineConfig defaultEngineConfig();  // 2 shards, so buys cross shards
 
   const std::string& commands() const { return commands_; }
   const std::string& events() const { return events_; }

@@ -1,0 +1,168 @@
+#include "core/event_codec.h"
+
+#include <capnp/serialize.h>
+#include <kj/io.h>
+
+#include <cstring>
+
+#include "core/check.h"
+
+namespace shop {
+namespace {
+
+std::string text(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
+
+// Enum values from a peer may be newer than ours; map unknown ones to a
+// value that still reads as a rejection.
+RejectReason reasonFromWire(wire::RejectReason r) {
+  auto v = static_cast<uint16_t>(r);
+  return v <= static_cast<uint16_t>(RejectReason::retentionExceeded) ? static_cast<RejectReason>(v)
+                                                                     : RejectReason::internalError;
+}
+
+CommandKind kindFromWire(wire::CommandKind k) {
+  auto v = static_cast<uint16_t>(k);
+  return v <= static_cast<uint16_t>(CommandKind::readEvents) ? static_cast<CommandKind>(v)
+                                                             : CommandKind::createCustomer;
+}
+
+}  // namespace
+
+kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id) {
+  return kj::arrayPtr(id.bytes.data(), id.bytes.size());
+}
+
+CommandId commandIdFromWire(capnp::Data::Reader in) {
+  CommandId id;
+  if (in.size() != id.bytes.size()) {
+    throw DecodeError("commandId must be 16 bytes, got " + std::to_string(in.size()));
+  }
+  std::memcpy(id.bytes.data(), in.begin(), in.size());
+  return id;
+}
+
+void toWire(const Event& event, wire::Event::Builder out) {
+  out.setSeq(event.seq);
+  out.setTimestampNs(event.timestampNs);
+  out.setCommandId(bytesOf(event.commandId));
+  std::visit(
+      [&](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, CustomerCreated>) {
+          auto b = out.initCustomerCreated();
+          b.setCustomer(textOf(e.customer));
+          b.setInitialBalance(e.initialBalance);
+        } else if constexpr (std::is_same_v<T, FundsDeposited>) {
+          auto b = out.initFundsDeposited();
+          b.setCustomer(textOf(e.customer));
+          b.setAmount(e.amount);
+          b.setBalance(e.balance);
+        } else if constexpr (std::is_same_v<T, ProductBought>) {
+          auto b = out.initProductBought();
+          b.setCustomer(textOf(e.customer));
+          b.setProduct(textOf(e.product));
+          b.setQuantity(e.quantity);
+          b.setUnitPrice(e.unitPrice);
+          b.setBalance(e.balance);
+        } else if constexpr (std::is_same_v<T, ProductReturned>) {
+          auto b = out.initProductReturned();
+          b.setCustomer(textOf(e.customer));
+          b.setProduct(textOf(e.product));
+          b.setQuantity(e.quantity);
+          b.setRefund(e.refund);
+          b.setBalance(e.balance);
+        } else if constexpr (std::is_same_v<T, ProductAdded>) {
+          auto b = out.initProductAdded();
+          b.setProduct(textOf(e.product));
+          b.setPrice(e.price);
+          b.setStock(e.stock);
+        } else if constexpr (std::is_same_v<T, ProductRestocked>) {
+          auto b = out.initProductRestocked();
+          b.setProduct(textOf(e.product));
+          b.setQuantity(e.quantity);
+          b.setStock(e.stock);
+        } else {
+          auto b = out.initOperationRejected();
+          b.setReason(static_cast<wire::RejectReason>(e.reason));
+          b.setCommand(static_cast<wire::CommandKind>(e.command));
+          b.setCustomer(textOf(e.customer));
+          b.setProduct(textOf(e.product));
+          b.setDetail(textOf(e.detail));
+        }
+      },
+      event.body);
+}
+
+Event fromWire(wire::Event::Reader in) {
+  Event out{in.getSeq(), in.getTimestampNs(), commandIdFromWire(in.getCommandId()), {}};
+  switch (in.which()) {
+    case wire::Event::CUSTOMER_CREATED: {
+      auto e = in.getCustomerCreated();
+      out.body = CustomerCreated{text(e.getCustomer()), e.getInitialBalance()};
+      break;
+    }
+    case wire::Event::FUNDS_DEPOSITED: {
+      auto e = in.getFundsDeposited();
+      out.body = FundsDeposited{text(e.getCustomer()), e.getAmount(), e.getBalance()};
+      break;
+    }
+    case wire::Event::PRODUCT_BOUGHT: {
+      auto e = in.getProductBought();
+      out.body = ProductBought{text(e.getCustomer()), text(e.getProduct()), e.getQuantity(),
+                               e.getUnitPrice(), e.getBalance()};
+      break;
+    }
+    case wire::Event::PRODUCT_RETURNED: {
+      auto e = in.getProductReturned();
+      out.body = ProductReturned{text(e.getCustomer()), text(e.getProduct()), e.getQuantity(),
+                                 e.getRefund(), e.getBalance()};
+      break;
+    }
+    case wire::Event::PRODUCT_ADDED: {
+      auto e = in.getProductAdded();
+      out.body = ProductAdded{text(e.getProduct()), e.getPrice(), e.getStock()};
+      break;
+    }
+    case wire::Event::PRODUCT_RESTOCKED: {
+      auto e = in.getProductRestocked();
+      out.body = ProductRestocked{text(e.getProduct()), e.getQuantity(), e.getStock()};
+      break;
+    }
+    case wire::Event::OPERATION_REJECTED: {
+      auto e = in.getOperationRejected();
+      out.body =
+          OperationRejected{reasonFromWire(e.getReason()), kindFromWire(e.getCommand()),
+                            text(e.getCustomer()), text(e.getProduct()), text(e.getDetail())};
+      break;
+    }
+    default:
+      throw DecodeError("unknown event kind " + std::to_string(static_cast<int>(in.which())) +
+                        " (a newer server?)");
+  }
+  return out;
+}
+
+Event decodeEvent(kj::ArrayPtr<const capnp::word> message) {
+  capnp::FlatArrayMessageReader reader(message);
+  return fromWire(reader.getRoot<wire::Event>());
+}
+
+EventEncoder::EventEncoder() : scratch_(new capnp::word[kScratchWords]()) {}
+
+kj::ArrayPtr<const capnp::word> EventEncoder::append(const Event& event, EventLog& log) {
+  SHOP_CHECK(event.seq == log.headSeq() + 1, "event seq %llu after head %llu",
+             static_cast<unsigned long long>(event.seq),
+             static_cast<unsigned long long>(log.headSeq()));
+  // The builder zeroes the part of scratch_ it used when it goes.
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch_.get(), kScratchWords));
+  toWire(event, builder.initRoot<wire::Event>());
+  kj::ArrayPtr<capnp::word> out = log.append(capnp::computeSerializedSizeInWords(builder));
+  kj::ArrayOutputStream stream(out.asBytes());
+  capnp::writeMessage(stream, builder);
+  SHOP_CHECK(stream.getArray().size() == out.asBytes().size(), "event framing size mismatch");
+  return out;
+}
+
+}  // namespace shop
