@@ -21,17 +21,21 @@ zmq::message_t frameOf(const Command& command) {
   return toFrame(message);
 }
 
-zmq::message_t bytes(const void* data, size_t size) { return zmq::message_t(data, size); }
+zmq::message_t bytes(const void* data, size_t size) {
+  return zmq::message_t(data, size);
+}
 
-Command sample() { return Command{CommandId::fromNumber(1, 2), BuyProduct{"alice", "apple", 3}}; }
+Command sample() {
+  return Command{CommandId::fromNumber(1, 2), BuyProduct{"alice", "apple", 3}};
+}
 
 }  // namespace
 
 TEST_CASE("every command kind survives a round trip through the wire") {
-  std::vector<CommandBody> bodies = {
-      CreateCustomer{"a", 5}, Deposit{"a", -7},         BuyProduct{"a", "p", 2},
-      ReturnProduct{"a", "p", 1}, AddProduct{"p", 3, 4}, Restock{"p", LLONG_MAX},
-      GetCustomer{"a"},       ReadEvents{9, 10}};
+  std::vector<CommandBody> bodies = {CreateCustomer{"a", 5},  Deposit{"a", -7},
+                                     BuyProduct{"a", "p", 2}, ReturnProduct{"a", "p", 1},
+                                     AddProduct{"p", 3, 4},   Restock{"p", LLONG_MAX},
+                                     GetCustomer{"a"},        ReadEvents{9, 10}};
   for (auto& body : bodies) {
     Command in{CommandId::random(), body};
     DecodedCommand out = decodeCommandFrame(frameOf(in));
@@ -165,4 +169,39 @@ TEST_CASE("events and replies survive a round trip") {
   ClientReply cr = readFrame<wire::Reply>(rf, [](wire::Reply::Reader r) { return fromWire(r); });
   REQUIRE(cr.reply.customer.has_value());
   CHECK(*cr.reply.customer == *reply.customer);
+}
+
+TEST_CASE("a reply built from the log carries the logged event's bytes unchanged") {
+  EventLog log(8);
+  EventEncoder encoder;
+  Event e{1, 99, CommandId::fromNumber(5, 6), FundsDeposited{"alice", 40, 140}};
+  auto message = encoder.append(e, log);
+  ReplyEncoder replies;
+  ReplyView accepted{.commandId = e.commandId, .status = ReplyStatus::accepted, .event = message};
+  ClientReply a = readFrame<wire::Reply>(replies.encode(accepted),
+                                         [](wire::Reply::Reader r) { return fromWire(r); });
+  REQUIRE(a.reply.status == ReplyStatus::accepted);
+  CHECK(a.reply.commandId == e.commandId);
+  CHECK(a.reply.event->seq == 1);
+  CHECK(a.reply.event->timestampNs == 99);
+  CHECK(std::get<FundsDeposited>(a.reply.event->body) == std::get<FundsDeposited>(e.body));
+
+  ReplyView retired{
+      .commandId = e.commandId, .status = ReplyStatus::retired, .seq = 1, .oldestSeq = 5};
+  ClientReply r = readFrame<wire::Reply>(replies.encode(retired),
+                                         [](wire::Reply::Reader r) { return fromWire(r); });
+  CHECK(r.reply.status == ReplyStatus::retired);
+  CHECK(r.reply.seq == 1);
+  CHECK(r.reply.oldestSeq == 5);
+
+  ReplyView page{.commandId = e.commandId,
+                 .status = ReplyStatus::events,
+                 .log = &log,
+                 .first = 1,
+                 .count = 1,
+                 .headSeq = 1};
+  ClientReply p = readFrame<wire::Reply>(replies.encode(page),
+                                         [](wire::Reply::Reader r) { return fromWire(r); });
+  REQUIRE(p.reply.page.events.size() == 1);
+  CHECK(std::get<FundsDeposited>(p.reply.page.events[0].body) == std::get<FundsDeposited>(e.body));
 }

@@ -152,12 +152,13 @@ TEST_CASE("read events returns the log from a seq, inclusive, with the head") {
   CHECK(beyond.page.events.empty());
 }
 
-TEST_CASE("ids that are empty, too long, contain '/' or control characters, or bad UTF-8 are rejected") {
+TEST_CASE(
+    "ids that are empty, too long, contain '/' or control characters, or bad UTF-8 are rejected") {
   EngineHarness h{EngineConfig{.shards = 1}};
-  for (std::string bad : {std::string(""), std::string(65, 'x'), std::string("a/b"),
-                          std::string("tab\there"), std::string("nul\0x", 5),
-                          std::string("\xff\xfe"), std::string("\xc0\xaf"),
-                          std::string("del\x7f")}) {
+  for (std::string bad :
+       {std::string(""), std::string(65, 'x'), std::string("a/b"), std::string("tab\there"),
+        std::string("nul\0x", 5), std::string("\xff\xfe"), std::string("\xc0\xaf"),
+        std::string("del\x7f")}) {
     CAPTURE(bad);
     checkRejected(h, h.run(CreateCustomer{bad, 1}), RejectReason::invalidId);
   }

@@ -140,11 +140,74 @@ TEST_CASE("the same commandId sent twice applies once and both replies carry the
     CHECK(h.listener.events.size() == events);
   }
 
-  size_t deposits = countEvents(
-      h, [](const Event& e) { return std::holds_alternative<FundsDeposited>(e.body); });
+  size_t deposits =
+      countEvents(h, [](const Event& e) { return std::holds_alternative<FundsDeposited>(e.body); });
   CHECK(deposits == expectedDeposits);
   CHECK(h.run(GetCustomer{"alice"}).customer->balance == 100 + 40 * Money(expectedDeposits));
   for (const auto& [tag, replies] : h.listener.replies) CHECK(replies.size() == 1);
+}
+
+TEST_CASE("a retry is answered from the window while it evicts older ids, and applies nothing") {
+  // A full window at steady state: every completion evicts the oldest id.
+  EngineHarness h{EngineConfig{.shards = 2, .retention = 1000, .dedupeWindow = 8}};
+  h.run(CreateCustomer{"alice", 0});
+  CommandId kept = CommandId::random();
+  CommandId rejected = CommandId::random();
+  Reply original = h.run(Deposit{"alice", 7}, kept);
+  Reply refused = h.run(Deposit{"nobody", 7}, rejected);
+  for (int i = 0; i < 6; ++i) h.run(Deposit{"alice", 1});  // the window is full and evicting
+  REQUIRE(h.engine.dedupe().size() == 8);
+  size_t events = h.listener.events.size();
+
+  Reply again = h.run(Deposit{"alice", 7}, kept);
+  CHECK(again.status == ReplyStatus::accepted);
+  CHECK(again.event->seq == original.event->seq);
+  CHECK(std::get<FundsDeposited>(again.event->body) ==
+        std::get<FundsDeposited>(original.event->body));
+  Reply refusedAgain = h.run(Deposit{"nobody", 7}, rejected);
+  REQUIRE(refusedAgain.status == ReplyStatus::rejected);
+  CHECK(refusedAgain.rejection()->reason == RejectReason::unknownCustomer);
+  CHECK(refusedAgain.rejection()->detail == refused.rejection()->detail);
+  CHECK(refusedAgain.event->seq == refused.event->seq);
+  CHECK(h.listener.events.size() == events);  // nothing published, nothing applied
+  CHECK(h.run(GetCustomer{"alice"}).customer->balance == 7 + 6);
+}
+
+TEST_CASE("a retry whose event left retention gets its compact outcome and applies nothing") {
+  EngineHarness h{EngineConfig{.shards = 2, .retention = 4, .dedupeWindow = 100}};
+  h.run(CreateCustomer{"alice", 0});
+  CommandId id = CommandId::random();
+  CommandId rejected = CommandId::random();
+  Seq seq = h.run(Deposit{"alice", 7}, id).event->seq;
+  Seq rejectedSeq = h.run(Deposit{"nobody", 7}, rejected).event->seq;
+  for (int i = 0; i < 10; ++i) h.run(Deposit{"alice", 1});
+  REQUIRE(h.engine.log().oldestSeq() > rejectedSeq);
+  size_t events = h.listener.events.size();
+
+  Reply retired = h.run(Deposit{"alice", 7}, id);
+  CHECK(retired.status == ReplyStatus::retired);
+  CHECK(retired.seq == seq);
+  CHECK(retired.oldestSeq == h.engine.log().oldestSeq());
+  Reply refused = h.run(Deposit{"nobody", 7}, rejected);
+  REQUIRE(refused.status == ReplyStatus::rejected);
+  CHECK(refused.rejection()->reason == RejectReason::unknownCustomer);
+  CHECK(refused.event->seq == rejectedSeq);
+  CHECK(refused.rejection()->detail.find("no longer retained") != std::string::npos);
+  CHECK(h.listener.events.size() == events);
+  CHECK(h.run(GetCustomer{"alice"}).customer->balance == 7 + 10);
+}
+
+TEST_CASE("an id that has left the dedupe window is a new command (the window is bounded)") {
+  EngineHarness h{EngineConfig{.shards = 1, .dedupeWindow = 2}};
+  h.run(CreateCustomer{"alice", 0});
+  CommandId id = CommandId::random();
+  Seq first = h.run(Deposit{"alice", 7}, id).event->seq;
+  h.run(Deposit{"alice", 1});
+  h.run(Deposit{"alice", 1});  // `id` is now the third-newest: forgotten
+  Reply again = h.run(Deposit{"alice", 7}, id);
+  CHECK(again.status == ReplyStatus::accepted);
+  CHECK(again.event->seq > first);
+  CHECK(h.run(GetCustomer{"alice"}).customer->balance == 7 + 1 + 1 + 7);
 }
 
 TEST_CASE("a command rejected for tooManyPending can be retried with the same id") {
@@ -223,7 +286,8 @@ TEST_CASE("replaying the event log rebuilds exactly the live state") {
   CHECK(rebuilt.products.at("apple").stock == live.products.at("apple").stock);
 }
 
-TEST_CASE("a buy whose product and customer share a shard is decided in one step, faults included") {
+TEST_CASE(
+    "a buy whose product and customer share a shard is decided in one step, faults included") {
   EngineHarness h{EngineConfig{.shards = 1}};  // every buy is local
   h.run(CreateCustomer{"alice", 500});
   h.run(AddProduct{"apple", 100, 3});

@@ -52,7 +52,8 @@ TEST_CASE("many customers racing for the last unit: exactly one buys it") {
   CHECK(bought == 1);
   CHECK(outOfStock == kBuyers - 1);
   size_t boughtEvents = 0;
-  for (const auto& e : h.listener.events) boughtEvents += std::holds_alternative<ProductBought>(e.body);
+  for (const auto& e : h.listener.events)
+    boughtEvents += std::holds_alternative<ProductBought>(e.body);
   CHECK(boughtEvents == 1);
   CHECK(h.engine.snapshot().products.at("last").stock == 0);
 }
@@ -65,7 +66,8 @@ TEST_CASE("randomised concurrent workload conserves money and stock") {
 
   EngineHarness h{EngineConfig{.shards = 3, .maxPending = 5}};
   constexpr int kCustomers = 40, kProducts = 6, kOps = 20'000, kWindow = 64;
-  for (int p = 0; p < kProducts; ++p) h.send(AddProduct{"p" + std::to_string(p), 1 + pick(500), pick(20)});
+  for (int p = 0; p < kProducts; ++p)
+    h.send(AddProduct{"p" + std::to_string(p), 1 + pick(500), pick(20)});
   for (int c = 0; c < kCustomers; ++c) h.send(CreateCustomer{"c" + std::to_string(c), pick(5000)});
   h.engine.drain();
 
@@ -74,11 +76,22 @@ TEST_CASE("randomised concurrent workload conserves money and stock") {
     std::string c = "c" + std::to_string(pick(kCustomers + 2));  // some unknown
     std::string p = "p" + std::to_string(pick(kProducts + 1));   // some unknown
     switch (pick(10)) {
-      case 0: h.send(Deposit{c, 1 + pick(1000)}); break;
-      case 1: h.send(Restock{p, 1 + pick(5)}); break;
-      case 2: h.send(GetCustomer{c}); break;
-      case 3: case 4: h.send(ReturnProduct{c, p, 1 + pick(3)}); break;
-      default: h.send(BuyProduct{c, p, 1 + pick(3)}); break;
+      case 0:
+        h.send(Deposit{c, 1 + pick(1000)});
+        break;
+      case 1:
+        h.send(Restock{p, 1 + pick(5)});
+        break;
+      case 2:
+        h.send(GetCustomer{c});
+        break;
+      case 3:
+      case 4:
+        h.send(ReturnProduct{c, p, 1 + pick(3)});
+        break;
+      default:
+        h.send(BuyProduct{c, p, 1 + pick(3)});
+        break;
     }
     if (i % 5000 == 0) {
       // Mid-flight: reserved stock is out of the snapshot, never below zero.
