@@ -62,7 +62,8 @@ class DedupeWindow {
     DedupeOutcome outcome;
   };
   // An index slot: 0 is empty; else `ref` - 1 is a ring index, or an op index
-  // with kInFlightBit. `tag` is the id's hash, to skip most id comparisons.
+  // with kInFlightBit. `tag` is the low half of the id's hash: it gives the
+  // home slot and skips most id comparisons.
   struct Slot {
     uint32_t ref = 0;
     uint32_t tag = 0;
