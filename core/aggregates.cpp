@@ -5,9 +5,13 @@
 namespace shop {
 namespace {
 
-Rejection reject(RejectReason reason, std::string detail) { return {reason, std::move(detail)}; }
+Rejection reject(RejectReason reason, std::string detail) {
+  return {reason, std::move(detail)};
+}
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
 
 ProductLots* findLots(Customer& c, std::string_view product) {
   for (auto& h : c.holdings) {
@@ -58,7 +62,8 @@ CustomerView Customer::view(std::string_view id) const {
 }
 
 Decision decideCreate(const Customer* state, const CreateCustomer& cmd) {
-  if (state) return reject(RejectReason::customerExists, "customer " + quoted(cmd.customer) + " exists");
+  if (state)
+    return reject(RejectReason::customerExists, "customer " + quoted(cmd.customer) + " exists");
   return CustomerCreated{cmd.customer, cmd.initialBalance};
 }
 
@@ -78,8 +83,9 @@ Decision decideDebit(const Customer* state, const BuyProduct& cmd, Money unitPri
     return reject(RejectReason::overflow, "price times quantity exceeds the Int64 range");
   }
   if (cost > state->balance) {
-    return reject(RejectReason::insufficientFunds, "costs " + std::to_string(cost) + ", balance is " +
-                                                       std::to_string(state->balance));
+    return reject(
+        RejectReason::insufficientFunds,
+        "costs " + std::to_string(cost) + ", balance is " + std::to_string(state->balance));
   }
   return ProductBought{cmd.customer, cmd.product, cmd.quantity, unitPrice, state->balance - cost};
 }
@@ -136,7 +142,8 @@ void applyToCustomer(Customer& state, const EventBody& event) {
 }
 
 Decision decideAdd(const Product* state, const AddProduct& cmd) {
-  if (state) return reject(RejectReason::productExists, "product " + quoted(cmd.product) + " exists");
+  if (state)
+    return reject(RejectReason::productExists, "product " + quoted(cmd.product) + " exists");
   return ProductAdded{cmd.product, cmd.price, cmd.stock};
 }
 
@@ -152,9 +159,9 @@ Decision decideRestock(const Product* state, const Restock& cmd) {
 std::optional<Rejection> checkReserve(const Product* state, const BuyProduct& cmd) {
   if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(cmd.product));
   if (state->stock < cmd.quantity) {
-    return reject(RejectReason::outOfStock, quoted(cmd.product) + " has " +
-                                                std::to_string(state->stock) + " in stock, wanted " +
-                                                std::to_string(cmd.quantity));
+    return reject(RejectReason::outOfStock,
+                  quoted(cmd.product) + " has " + std::to_string(state->stock) +
+                      " in stock, wanted " + std::to_string(cmd.quantity));
   }
   return std::nullopt;
 }

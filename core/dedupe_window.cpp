@@ -1,110 +1,126 @@
 #include "core/dedupe_window.h"
 
-#include <algorithm>
 #include <bit>
-#include <new>
 
 #include "core/check.h"
 
 namespace shop {
 namespace {
+
 uint64_t hashOf(const CommandId& id) {
   return CommandIdHash{}(id);
 }
-// The low 32 bits of the hash: they hold the home slot (the index never
-// exceeds 2^32 slots) and tell most neighbours apart, so neither probing nor
-// deletion has to read an id out of the ring.
 uint32_t tagOf(uint64_t hash) {
   return static_cast<uint32_t>(hash);
 }
-}  // namespace
 
-DedupeWindow::DedupeWindow(size_t capacity, size_t inFlightHint)
-    : capacity_(capacity), ring_(capacity ? new Entry[capacity] : nullptr) {
-  if (capacity_ == 0) return;
-  SHOP_CHECK(capacity_ < kInFlightBit, "dedupe window of %zu entries", capacity_);
-  // At most ~70% full at the expected peak, so probe runs stay short.
-  indexSize_ = std::bit_ceil((capacity_ + inFlightHint) * 10 / 7 + 1);
-  index_.reset(static_cast<Slot*>(std::calloc(indexSize_, sizeof(Slot))));
-  if (!index_) throw std::bad_alloc();
+// Backward-shift deletion from a linear-probing table: later members of the
+// probe run move up into the hole unless their home lies after it, so that
+// lookups never meet tombstones. `empty(i)` and `home(i)` read slot i.
+template <typename Table, typename Empty, typename Home>
+void backwardShiftErase(Table& table, size_t size, size_t index, Empty empty, Home home) {
+  size_t mask = size - 1;
+  size_t hole = index;
+  for (size_t i = (index + 1) & mask; !empty(i); i = (i + 1) & mask) {
+    if (((i - home(i)) & mask) >= ((i - hole) & mask)) {
+      table[hole] = table[i];
+      hole = i;
+    }
+  }
+  table[hole] = {};
 }
 
-const CommandId& DedupeWindow::idOf(uint32_t ref) const {
-  uint32_t r = ref - 1;
-  return (r & kInFlightBit) ? inFlightIds_[r & ~kInFlightBit] : ring_[r].id;
+}  // namespace
+
+DedupeWindow::DedupeWindow(size_t capacity)
+    : capacity_(capacity),
+      ring_(capacity),
+      // At most ~70% full, so that probe runs stay short.
+      index_(capacity ? std::bit_ceil(capacity * 10 / 7 + 1) : 0),
+      inFlight_(capacity ? 1024 : 0) {
+  SHOP_CHECK(index_.size() <= (size_t{1} << 32), "dedupe window of %zu entries", capacity_);
 }
 
 size_t DedupeWindow::slotOf(const CommandId& id, uint64_t hash) const {
-  size_t mask = indexSize_ - 1;
+  size_t mask = index_.size() - 1;
   uint32_t tag = tagOf(hash);
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const Slot& s = index_[i];
     if (s.ref == 0) return SIZE_MAX;
-    if (s.tag == tag && idOf(s.ref) == id) return i;
+    if (s.tag == tag && ring_[s.ref - 1].id == id) return i;
+  }
+}
+
+size_t DedupeWindow::inFlightSlotOf(const CommandId& id, uint64_t hash) const {
+  size_t mask = inFlight_.size() - 1;
+  uint32_t tag = tagOf(hash);
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const InFlightSlot& s = inFlight_[i];
+    if (!s.used) return SIZE_MAX;
+    if (s.tag == tag && s.id == id) return i;
   }
 }
 
 DedupeWindow::Hit DedupeWindow::find(const CommandId& id) const {
   if (capacity_ == 0) return {};
-  size_t i = slotOf(id, hashOf(id));
+  uint64_t hash = hashOf(id);
+  if (size_t i = inFlightSlotOf(id, hash); i != SIZE_MAX) {
+    return {Hit::Kind::inFlight, inFlight_[i].op, {}};
+  }
+  size_t i = slotOf(id, hash);
   if (i == SIZE_MAX) return {};
-  uint32_t r = index_[i].ref - 1;
-  if (r & kInFlightBit) return {Hit::Kind::inFlight, r & ~kInFlightBit, {}};
-  return {Hit::Kind::completed, 0, ring_[r].outcome};
-}
-
-void DedupeWindow::insert(uint64_t hash, uint32_t ref) {
-  if ((indexUsed_ + 1) * 10 > indexSize_ * 8) growIndex();
-  size_t mask = indexSize_ - 1;
-  size_t i = hash & mask;
-  while (index_[i].ref != 0) i = (i + 1) & mask;
-  index_[i] = Slot{ref, tagOf(hash)};
-  ++indexUsed_;
-}
-
-// Backward-shift deletion: later members of the probe run move up, so that
-// lookups never meet tombstones.
-void DedupeWindow::eraseSlot(size_t index) {
-  size_t mask = indexSize_ - 1;
-  size_t hole = index;
-  for (size_t i = (index + 1) & mask; index_[i].ref != 0; i = (i + 1) & mask) {
-    size_t home = index_[i].tag & mask;
-    if (((i - home) & mask) >= ((i - hole) & mask)) {
-      index_[hole] = index_[i];
-      hole = i;
-    }
-  }
-  index_[hole] = Slot{};
-  --indexUsed_;
-}
-
-void DedupeWindow::growIndex() {
-  size_t oldSize = indexSize_;
-  std::unique_ptr<Slot[], FreeDeleter> old(index_.release());
-  indexSize_ = oldSize * 2;
-  index_.reset(static_cast<Slot*>(std::calloc(indexSize_, sizeof(Slot))));
-  if (!index_) throw std::bad_alloc();
-  indexUsed_ = 0;
-  for (size_t i = 0; i < oldSize; ++i) {
-    if (old[i].ref != 0) insert(old[i].tag, old[i].ref);
-  }
+  return {Hit::Kind::completed, 0, ring_[index_[i].ref - 1].outcome};
 }
 
 void DedupeWindow::begin(const CommandId& id, uint32_t op) {
   if (capacity_ == 0) return;
-  SHOP_CHECK(op < kInFlightBit, "op %u", op);
-  if (op >= inFlightIds_.size())
-    inFlightIds_.resize(std::max<size_t>(op + 1, inFlightIds_.size() * 2));
-  inFlightIds_[op] = id;
-  insert(hashOf(id), (op | kInFlightBit) + 1);
-  ++inFlightCount_;
+  if ((inFlightUsed_ + 1) * 2 > inFlight_.size()) growInFlight();
+  uint64_t hash = hashOf(id);
+  size_t mask = inFlight_.size() - 1;
+  size_t i = hash & mask;
+  while (inFlight_[i].used) i = (i + 1) & mask;
+  inFlight_[i] = InFlightSlot{id, op, tagOf(hash), true};
+  ++inFlightUsed_;
+}
+
+void DedupeWindow::growInFlight() {
+  std::vector<InFlightSlot> old(inFlight_.size() * 2);
+  old.swap(inFlight_);
+  size_t mask = inFlight_.size() - 1;
+  for (const InFlightSlot& s : old) {
+    if (!s.used) continue;
+    size_t i = s.tag & mask;
+    while (inFlight_[i].used) i = (i + 1) & mask;
+    inFlight_[i] = s;
+  }
+}
+
+void DedupeWindow::forget(const CommandId& id) {
+  if (capacity_ == 0) return;
+  size_t i = inFlightSlotOf(id, hashOf(id));
+  SHOP_CHECK(i != SIZE_MAX, "forget without begin");
+  size_t mask = inFlight_.size() - 1;
+  backwardShiftErase(
+      inFlight_, inFlight_.size(), i, [this](size_t k) { return !inFlight_[k].used; },
+      [this, mask](size_t k) { return inFlight_[k].tag & mask; });
+  --inFlightUsed_;
+}
+
+void DedupeWindow::insertCompleted(uint64_t hash, uint32_t ref) {
+  size_t mask = index_.size() - 1;
+  size_t i = hash & mask;
+  while (index_[i].ref != 0) i = (i + 1) & mask;
+  index_[i] = Slot{ref, tagOf(hash)};
 }
 
 void DedupeWindow::evictOldest() {
   const CommandId& oldest = ring_[ringStart_].id;
   size_t i = slotOf(oldest, hashOf(oldest));
   SHOP_CHECK(i != SIZE_MAX, "evicted entry missing from the index");
-  eraseSlot(i);
+  size_t mask = index_.size() - 1;
+  backwardShiftErase(
+      index_, index_.size(), i, [this](size_t k) { return index_[k].ref == 0; },
+      [this, mask](size_t k) { return index_[k].tag & mask; });
   ringStart_ = (ringStart_ + 1) % capacity_;
   --completedCount_;
 }
@@ -119,26 +135,13 @@ uint32_t DedupeWindow::pushCompleted(const CommandId& id, const DedupeOutcome& o
 
 void DedupeWindow::complete(const CommandId& id, const DedupeOutcome& outcome) {
   if (capacity_ == 0) return;
-  // Evicting first may shift this id's slot, so find it afterwards.
-  uint32_t ref = pushCompleted(id, outcome);
-  uint64_t hash = hashOf(id);
-  size_t i = slotOf(id, hash);
-  SHOP_CHECK(i != SIZE_MAX && (index_[i].ref - 1) & kInFlightBit, "complete without begin");
-  index_[i].ref = ref;
-  --inFlightCount_;
-}
-
-void DedupeWindow::forget(const CommandId& id) {
-  if (capacity_ == 0) return;
-  size_t i = slotOf(id, hashOf(id));
-  SHOP_CHECK(i != SIZE_MAX && (index_[i].ref - 1) & kInFlightBit, "forget without begin");
-  eraseSlot(i);
-  --inFlightCount_;
+  forget(id);
+  remember(id, outcome);
 }
 
 void DedupeWindow::remember(const CommandId& id, const DedupeOutcome& outcome) {
   if (capacity_ == 0) return;
-  insert(hashOf(id), pushCompleted(id, outcome));
+  insertCompleted(hashOf(id), pushCompleted(id, outcome));
 }
 
 }  // namespace shop

@@ -5,11 +5,10 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <vector>
 
 #include "core/domain.h"
+#include "core/large_array.h"
 
 namespace shop {
 
@@ -22,15 +21,18 @@ struct DedupeOutcome {
 };
 
 // Bounded by count only: a count bounds memory exactly, and the client
-// decides how long it retries. Completed entries live in a ring in
-// completion order, so evicting the oldest is O(1); an open-addressing
-// index (linear probing, backward-shift deletion) finds them by id. 32 bytes
-// per completed entry plus 8 per index slot; no allocation per command.
+// decides how long it retries.
+//
+// Completed entries live in a ring in completion order, so evicting the
+// oldest is O(1); an open-addressing index (linear probing, backward-shift
+// deletion) finds them by id: 32 bytes per entry plus 8 per index slot, no
+// allocation per command. In-flight commands sit in a separate small table
+// that stays in cache, so a command costs the big index one probe to learn
+// it is new, one insert and one eviction.
 class DedupeWindow {
  public:
-  // `capacity` 0 turns deduplication off. The index is sized for `capacity`
-  // completed plus `inFlightHint` in-flight entries and grows past that.
-  explicit DedupeWindow(size_t capacity, size_t inFlightHint = 1 << 16);
+  // `capacity` 0 turns deduplication off.
+  explicit DedupeWindow(size_t capacity);
   DedupeWindow(const DedupeWindow&) = delete;
   DedupeWindow& operator=(const DedupeWindow&) = delete;
 
@@ -41,10 +43,10 @@ class DedupeWindow {
   };
   Hit find(const CommandId& id) const;
 
-  // `id` is in flight as `op` (op values are small: they index a table).
+  // `id` is in flight as `op`.
   void begin(const CommandId& id, uint32_t op);
-  // The command begun as `op` completed: remember its outcome, evicting the
-  // oldest completed entry when the window is full.
+  // The command begun with `id` completed: remember its outcome, evicting
+  // the oldest completed entry when the window is full.
   void complete(const CommandId& id, const DedupeOutcome& outcome);
   // The command begun with `id` ended with a transient outcome (nothing was
   // applied): forget it, so that a retry is a new attempt.
@@ -54,45 +56,41 @@ class DedupeWindow {
 
   size_t size() const { return completedCount_; }
   size_t capacity() const { return capacity_; }
-  size_t inFlight() const { return inFlightCount_; }
+  size_t inFlight() const { return inFlightUsed_; }
 
  private:
   struct Entry {
     CommandId id;
     DedupeOutcome outcome;
   };
-  // An index slot: 0 is empty; else `ref` - 1 is a ring index, or an op index
-  // with kInFlightBit. `tag` is the low half of the id's hash: it gives the
-  // home slot and skips most id comparisons.
+  // A completed-index slot: `ref` 0 is empty, else ring index + 1. `tag` is
+  // the low half of the id's hash: it holds the home slot and rules out most
+  // id comparisons, so probing and deletion rarely read the ring.
   struct Slot {
     uint32_t ref = 0;
     uint32_t tag = 0;
   };
-  static constexpr uint32_t kInFlightBit = 0x8000'0000u;
-
-  const CommandId& idOf(uint32_t ref) const;
-  size_t slotOf(const CommandId& id, uint64_t hash) const;  // SIZE_MAX when absent
-  void insert(uint64_t hash, uint32_t ref);
-  void eraseSlot(size_t index);
-  void evictOldest();
-  uint32_t pushCompleted(const CommandId& id, const DedupeOutcome& outcome);  // ring ref
-  void growIndex();
-
-  struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
+  struct InFlightSlot {
+    CommandId id;
+    uint32_t op = 0;
+    uint32_t tag = 0;
+    bool used = false;
   };
 
+  size_t slotOf(const CommandId& id, uint64_t hash) const;  // SIZE_MAX when absent
+  void insertCompleted(uint64_t hash, uint32_t ref);
+  void evictOldest();
+  uint32_t pushCompleted(const CommandId& id, const DedupeOutcome& outcome);  // its ref
+  size_t inFlightSlotOf(const CommandId& id, uint64_t hash) const;  // SIZE_MAX when absent
+  void growInFlight();
+
   size_t capacity_;
-  // Completed entries, oldest at ringStart_. Default-initialised: pages the
-  // window has not reached yet cost no memory.
-  std::unique_ptr<Entry[]> ring_;
+  LargeArray<Entry> ring_;  // completed entries, oldest at ringStart_
   size_t ringStart_ = 0;
   size_t completedCount_ = 0;
-  std::vector<CommandId> inFlightIds_;  // by op
-  size_t inFlightCount_ = 0;
-  std::unique_ptr<Slot[], FreeDeleter> index_;  // calloc: zero pages until touched
-  size_t indexSize_ = 0;                        // a power of two
-  size_t indexUsed_ = 0;
+  LargeArray<Slot> index_;              // power-of-two size, at most ~70% full
+  std::vector<InFlightSlot> inFlight_;  // power-of-two size, at most half full
+  size_t inFlightUsed_ = 0;
 };
 
 }  // namespace shop
