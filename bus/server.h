@@ -34,6 +34,7 @@ struct ServerStats {
   uint64_t malformed = 0;
   uint64_t replies = 0;
   uint64_t events = 0;
+  uint64_t turns = 0;  // loop turns that did work; requests / turns is the batch size
 };
 
 // Owned by the socket thread: construct it, the Engine that uses it as its
@@ -91,8 +92,9 @@ class Server : public EventSink, public ReplySink {
     zmq::message_t body;
   };
 
-  // Reads up to one batch of requests waiting on the ROUTER without blocking.
-  void readRequests(Engine& engine);
+  // Reads up to one batch of requests waiting on the ROUTER without
+  // blocking; returns how many.
+  size_t readRequests(Engine& engine);
   void handleRequest(Engine& engine);
   void sendMalformed(Route& route, const CommandId& id, const std::string& why);
   void send(Route& route, zmq::message_t& body);

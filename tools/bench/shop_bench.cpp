@@ -146,6 +146,11 @@ class ServerProcess {
   // SIGTERM and wait; a non-zero exit goes into report.failures.
   void stop(Report& report) {
     int code = child_.stop();
+    // The server's own summary (shopd: requests, events, requests per turn).
+    std::string text = child_.stderrText();
+    if (size_t at = text.rfind("stopped after"); at != std::string::npos) {
+      progress("%s: %s", child_.name().c_str(), text.substr(at, text.find('\n', at) - at).c_str());
+    }
     if (code != 0) {
       std::string why = child_.name() + " (pid " + std::to_string(child_.pid()) + ") exited " +
                         std::to_string(code) + " on SIGTERM; its stderr:\n" + child_.stderrText();
