@@ -110,21 +110,28 @@ Decision decideReturn(const Customer* state, const ReturnProduct& cmd) {
   return ProductReturned{cmd.customer, cmd.product, cmd.quantity, refund, balance};
 }
 
+// Strong exception guarantee: everything that can throw (allocation) happens
+// before the first change, and the changes themselves cannot throw. So a
+// fault leaves `state` exactly as it was, without copying it first.
 void applyToCustomer(Customer& state, const EventBody& event) {
   if (auto* e = std::get_if<CustomerCreated>(&event)) {
     state = Customer{e->initialBalance, {}};
   } else if (auto* e = std::get_if<FundsDeposited>(&event)) {
     state.balance = e->balance;
   } else if (auto* e = std::get_if<ProductBought>(&event)) {
-    state.balance = e->balance;
     ProductLots* lots = findLots(state, e->product);
-    if (!lots) lots = &state.holdings.emplace_back(ProductLots{e->product, {}});
-    if (!lots->lots.empty() && lots->lots.back().unitPrice == e->unitPrice) {
+    if (!lots) {
+      ProductLots fresh{e->product, {Lot{e->unitPrice, e->quantity}}};  // may throw
+      state.holdings.reserve(state.holdings.size() + 1);                 // may throw
+      state.holdings.push_back(std::move(fresh));                        // no-throw now
+    } else if (!lots->lots.empty() && lots->lots.back().unitPrice == e->unitPrice) {
       lots->lots.back().quantity += e->quantity;  // same price: one lot is enough
     } else {
-      lots->lots.push_back(Lot{e->unitPrice, e->quantity});
+      lots->lots.push_back(Lot{e->unitPrice, e->quantity});  // strong guarantee
     }
+    state.balance = e->balance;
   } else if (auto* e = std::get_if<ProductReturned>(&event)) {
+    // Only pops and erases below: none of them throws.
     state.balance = e->balance;
     ProductLots* lots = findLots(state, e->product);
     Quantity left = e->quantity;

@@ -110,9 +110,9 @@ bool Shard::handle(ShardTask& task) {
   try {
     decide(task, out);
   } catch (const std::exception& e) {
-    // Supervision: decide() changes nothing before its last statement, which
-    // commits a fully built new state with a no-throw move. So the aggregate
-    // still holds the fold of its committed events, and only this command fails.
+    // Supervision: decide() changes nothing until it applies the event, and
+    // apply gives the strong exception guarantee. So the aggregate still
+    // holds the fold of its committed events, and only this command fails.
     logLine("shard", "%u: internal error in %s, command %s: %s", index_,
             std::string(name(task.command->kind())).c_str(), task.command->id.toHex().c_str(),
             e.what());
@@ -153,13 +153,15 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       return;
     }
     auto& event = std::get<EventBody>(decision);
-    auto next = live ? *live : typename std::decay_t<decltype(map)>::mapped_type{};
-    applyFn(next, event);
-    throwIfArmed(kind, id);  // test seam: a fault after the copy changed, before commit
+    throwIfArmed(kind, id);  // test seam: a fault between deciding and applying
+    // apply gives the strong exception guarantee (it allocates before it
+    // changes anything), so the live aggregate is changed in place: no copy.
     if (live) {
-      *live = std::move(next);
+      applyFn(*live, event);
     } else {
-      map.emplace(std::string(id), std::move(next));
+      typename std::decay_t<decltype(map)>::mapped_type created{};
+      applyFn(created, event);
+      map.emplace(std::string(id), std::move(created));
     }
     out.result = std::move(event);
   };
