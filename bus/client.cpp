@@ -17,17 +17,17 @@ void Client::send(const Command& command, ReplyHandler handler) {
   zmq::message_t copy;
   copy.copy(frame);
   socket_.send(frame, zmq::send_flags::none);
-  pending_[command.id] = Pending{std::move(copy),
-                                 Clock::now() + std::chrono::milliseconds(options_.timeoutMs),
-                                 options_.retries, std::move(handler)};
+  pending_[command.id] =
+      Pending{std::move(copy), Clock::now() + std::chrono::milliseconds(options_.timeoutMs),
+              options_.retries, std::move(handler)};
 }
 
 void Client::receive(zmq::message_t& frame) {
   CallResult result;
   CommandId id;
   try {
-    ClientReply reply = readFrame<wire::Reply>(
-        frame, [](wire::Reply::Reader r) { return fromWire(r); });
+    ClientReply reply =
+        readFrame<wire::Reply>(frame, [](wire::Reply::Reader r) { return fromWire(r); });
     id = reply.reply.commandId;
     result.reply = std::move(reply);
   } catch (const std::exception&) {
@@ -80,9 +80,9 @@ size_t Client::poll(int timeoutMs) {
     auto wait = std::chrono::milliseconds(timeoutMs < 0 ? 1'000'000'000 : timeoutMs) -
                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
     for (const auto& [id, p] : pending_) {
-      wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                p.deadline - Clock::now()) +
-                                std::chrono::milliseconds(1));
+      wait = std::min(
+          wait, std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - Clock::now()) +
+                    std::chrono::milliseconds(1));
     }
     if (wait.count() < 0) wait = std::chrono::milliseconds(0);
     zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
@@ -93,7 +93,8 @@ size_t Client::poll(int timeoutMs) {
       ++fired;
     }
     fired += expire();
-    if (fired > 0 || (timeoutMs >= 0 && Clock::now() - start >= std::chrono::milliseconds(timeoutMs))) {
+    if (fired > 0 ||
+        (timeoutMs >= 0 && Clock::now() - start >= std::chrono::milliseconds(timeoutMs))) {
       return fired;
     }
   }

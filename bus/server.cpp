@@ -34,6 +34,7 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   eventsEndpoint_ = lastEndpoint(pub_);
   outEvents_.reserve(2 * kReadBatch);
   outReplies_.reserve(2 * kReadBatch);
+  batch_.reserve(kReadBatch);
 }
 
 Server::~Server() = default;
@@ -113,17 +114,23 @@ void Server::run(Engine& engine) {
 }
 
 size_t Server::readRequests(Engine& engine) {
-  for (int i = 0; i < kReadBatch; ++i) {
+  // Decode the whole batch first, so that the engine's lookups for all of
+  // it can start loading together (Engine::prefetch), then submit in order.
+  size_t read = 0;
+  for (; read < kReadBatch; ++read) {
     frames_.clear();
     zmq::message_t& first = frames_.emplace_back();
-    if (!router_.recv(first, zmq::recv_flags::dontwait)) return static_cast<size_t>(i);
+    if (!router_.recv(first, zmq::recv_flags::dontwait)) break;
     while (frames_.back().more()) {
       // The rest of a multipart message is already here: ZeroMQ delivers it whole.
       (void)router_.recv(frames_.emplace_back(), zmq::recv_flags::none);
     }
-    handleRequest(engine);
+    decodeRequest();
   }
-  return kReadBatch;
+  for (const auto& request : batch_) engine.prefetch(request.command);
+  for (auto& request : batch_) engine.submit(std::move(request.command), request.tag);
+  batch_.clear();
+  return read;
 }
 
 uint64_t Server::takeRoute(Route route) {
@@ -137,7 +144,7 @@ uint64_t Server::takeRoute(Route route) {
   return tag;
 }
 
-void Server::handleRequest(Engine& engine) {
+void Server::decodeRequest() {
   ++stats_.requests;
   Route route{std::move(frames_[0]), false};
   // DEALER: [identity, body]. REQ: [identity, empty, body].
@@ -158,7 +165,7 @@ void Server::handleRequest(Engine& engine) {
     sendMalformed(route, decoded.id, decoded.malformed);
     return;
   }
-  engine.submit(std::move(*decoded.command), takeRoute(std::move(route)));
+  batch_.push_back(Request{takeRoute(std::move(route)), std::move(*decoded.command)});
 }
 
 void Server::sendMalformed(Route& route, const CommandId& id, const std::string& why) {

@@ -87,6 +87,10 @@ class Server : public EventSink, public ReplySink {
     Route route;
     zmq::message_t body;
   };
+  struct Request {
+    uint64_t tag;
+    Command command;
+  };
   struct OutgoingEvent {
     zmq::message_t topic;
     zmq::message_t body;
@@ -95,7 +99,8 @@ class Server : public EventSink, public ReplySink {
   // Reads up to one batch of requests waiting on the ROUTER without
   // blocking; returns how many.
   size_t readRequests(Engine& engine);
-  void handleRequest(Engine& engine);
+  // Decodes the request in frames_ into batch_, or queues its malformed reply.
+  void decodeRequest();
   void sendMalformed(Route& route, const CommandId& id, const std::string& why);
   void send(Route& route, zmq::message_t& body);
   void runPosted(Engine& engine);
@@ -115,6 +120,7 @@ class Server : public EventSink, public ReplySink {
   std::vector<uint64_t> freeTags_;
   std::vector<zmq::message_t> frames_;     // one request's frames
   std::vector<capnp::word> alignScratch_;  // unaligned request bodies
+  std::vector<Request> batch_;             // decoded, not yet submitted
   std::vector<OutgoingEvent> outEvents_;   // until commit()
   std::vector<OutgoingReply> outReplies_;  // until commit(), after the events
   std::string topic_;

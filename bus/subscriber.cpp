@@ -7,8 +7,7 @@
 namespace shop::bus {
 
 CatchUpSubscriber::CatchUpSubscriber(zmq::context_t& context, const std::string& eventsEndpoint,
-                                     const std::string& commandsEndpoint,
-                                     SubscriberOptions options)
+                                     const std::string& commandsEndpoint, SubscriberOptions options)
     : options_(std::move(options)),
       sub_(context, zmq::socket_type::sub),
       client_(context, commandsEndpoint, options_.client),

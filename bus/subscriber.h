@@ -15,9 +15,9 @@
 namespace shop::bus {
 
 struct SubscriberOptions {
-  Seq from = 1;              // first seq to deliver (inclusive)
-  std::string topicPrefix;   // deliver only events whose topic starts with this
-  int rcvHwm = 100'000;      // SUB queue; PUB drops beyond it and we repair
+  Seq from = 1;             // first seq to deliver (inclusive)
+  std::string topicPrefix;  // deliver only events whose topic starts with this
+  int rcvHwm = 100'000;     // SUB queue; PUB drops beyond it and we repair
   // With no live event for this long, ask the server for its head: closes
   // the window where the subscription was not yet active, and notices a
   // dropped tail. Client-side only; the server never polls.

@@ -122,8 +122,8 @@ void applyToCustomer(Customer& state, const EventBody& event) {
     ProductLots* lots = findLots(state, e->product);
     if (!lots) {
       ProductLots fresh{e->product, {Lot{e->unitPrice, e->quantity}}};  // may throw
-      state.holdings.reserve(state.holdings.size() + 1);                 // may throw
-      state.holdings.push_back(std::move(fresh));                        // no-throw now
+      state.holdings.reserve(state.holdings.size() + 1);                // may throw
+      state.holdings.push_back(std::move(fresh));                       // no-throw now
     } else if (!lots->lots.empty() && lots->lots.back().unitPrice == e->unitPrice) {
       lots->lots.back().quantity += e->quantity;  // same price: one lot is enough
     } else {

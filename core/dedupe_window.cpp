@@ -61,6 +61,11 @@ size_t DedupeWindow::inFlightSlotOf(const CommandId& id, uint64_t hash) const {
   }
 }
 
+void DedupeWindow::prefetch(const CommandId& id) const {
+  if (capacity_ == 0) return;
+  __builtin_prefetch(&index_[hashOf(id) & (index_.size() - 1)]);
+}
+
 DedupeWindow::Hit DedupeWindow::find(const CommandId& id) const {
   if (capacity_ == 0) return {};
   uint64_t hash = hashOf(id);
@@ -126,7 +131,13 @@ void DedupeWindow::evictOldest() {
 }
 
 uint32_t DedupeWindow::pushCompleted(const CommandId& id, const DedupeOutcome& outcome) {
-  if (completedCount_ == capacity_) evictOldest();
+  if (completedCount_ == capacity_) {
+    // The slot this eviction's successor-but-many will probe: by then it is
+    // in cache, and evictions stop costing a cache miss each.
+    constexpr size_t kEvictAhead = 16;
+    if (capacity_ > kEvictAhead) prefetch(ring_[(ringStart_ + kEvictAhead) % capacity_].id);
+    evictOldest();
+  }
   size_t r = (ringStart_ + completedCount_) % capacity_;
   ring_[r] = Entry{id, outcome};
   ++completedCount_;

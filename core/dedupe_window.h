@@ -42,6 +42,9 @@ class DedupeWindow {
     DedupeOutcome outcome;  // completed
   };
   Hit find(const CommandId& id) const;
+  // Starts loading the index slot that find(id) will probe, so that a batch
+  // of lookups overlaps its cache misses instead of paying them in turn.
+  void prefetch(const CommandId& id) const;
 
   // `id` is in flight as `op`.
   void begin(const CommandId& id, uint32_t op);

@@ -134,6 +134,10 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
                                 .headSeq = log_.headSeq()});
 }
 
+void Engine::prefetch(const Command& command) const {
+  if (!isQuery(command.kind())) dedupe_.prefetch(command.id);
+}
+
 void Engine::submit(Command command, uint64_t tag) {
   assertOwner();
   CommandKind kind = command.kind();
@@ -211,6 +215,8 @@ size_t Engine::poll() {
   size_t total = 0;
   for (;;) {
     size_t n = outbox_.try_dequeue_bulk(outboxToken_, drained_.begin(), drained_.size());
+    // Completions insert into the dedupe index: start those loads together.
+    for (size_t i = 0; i < n; ++i) prefetch(ops_[drained_[i].op]->command);
     for (size_t i = 0; i < n; ++i) {
       onOutcome(drained_[i]);
       drained_[i] = ShardOutcome{};  // free its strings now, not at the next reuse

@@ -58,6 +58,9 @@ class Engine {
   // Admits one request; its reply goes to the ReplySink with `tag`, possibly
   // before submit returns (rejections, reads, dedupe hits).
   void submit(Command command, uint64_t tag);
+  // Optional: a caller holding a batch of commands calls this for each before
+  // submitting them, so that their lookups overlap their cache misses.
+  void prefetch(const Command& command) const;
 
   // Processes every shard outcome that is ready; returns how many. No syscall.
   size_t poll();
