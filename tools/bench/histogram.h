@@ -18,7 +18,8 @@ class LatencyRecorder {
   // The q-quantile (0..1) in microseconds; 0 with no samples.
   double percentileUs(double q) {
     if (samples_.empty()) return 0;
-    size_t k = std::min(samples_.size() - 1, static_cast<size_t>(q * static_cast<double>(samples_.size())));
+    size_t k = std::min(samples_.size() - 1,
+                        static_cast<size_t>(q * static_cast<double>(samples_.size())));
     std::nth_element(samples_.begin(), samples_.begin() + static_cast<long>(k), samples_.end());
     return static_cast<double>(samples_[k]) / 1000.0;
   }

@@ -211,9 +211,12 @@ uint64_t shopdDefault(const std::string& flag) {
   return std::stoull(text.substr(def + 9));
 }
 
-std::unique_ptr<ServerProcess> startEcho() {
-  return std::make_unique<ServerProcess>(
-      "shop-echo", std::vector<std::string>{"--commands", "tcp://127.0.0.1:*"});
+// `hop`: shop-echo --hop, every request through a worker thread and back as
+// in shopd, with nothing decided: the cost of the hand-off alone.
+std::unique_ptr<ServerProcess> startEcho(bool hop = false) {
+  std::vector<std::string> args{"--commands", "tcp://127.0.0.1:*"};
+  if (hop) args.push_back("--hop");
+  return std::make_unique<ServerProcess>("shop-echo", std::move(args));
 }
 
 // ---- the command mix -------------------------------------------------------------
@@ -420,6 +423,7 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
                   : std::max(shopdDefault("--retention"), shopdDefault("--dedupe-window"));
 
   auto echo = startEcho();
+  auto echoHop = startEcho(true);
   auto shopd = startShopd(history);
   progress("shop-echo pid %d on %s; shopd pid %d on %s", static_cast<int>(echo->pid()),
            echo->commands.c_str(), static_cast<int>(shopd->pid()), shopd->commands.c_str());
@@ -449,11 +453,13 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
 
   // 3. Steady state, echo and e2e interleaved so that both see the same
   // machine load over time.
-  std::map<std::string, Round> echoRounds, e2eRounds;
+  std::map<std::string, Round> echoRounds, hopRounds, e2eRounds;
   for (const auto& c : configs) {
     LoadSpec s{c.connections, c.window, 0, seconds, ReplyFormat::echoedCommand};
     progress("echo %s, %.0f s", c.label().c_str(), seconds);
     echoRounds[c.label()] = measureRound(*echo, s, mixSource);
+    progress("echo through a worker thread %s, %.0f s", c.label().c_str(), seconds);
+    hopRounds[c.label()] = measureRound(*echoHop, s, mixSource);
     s.format = ReplyFormat::shopReply;
     progress("e2e %s (steady state), %.0f s", c.label().c_str(), seconds);
     e2eRounds[c.label()] = measureRound(*shopd, s, mixSource);
@@ -479,6 +485,7 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
   report.set("e2e", "shopd_rss_mb_steady", rssMb);
   report.ratios["shopd_rss_mb_windows_full"] = rssMb;
   echo->stop(report);
+  echoHop->stop(report);
   shopd->stop(report);
   std::printf("\nshopd RSS with its dedupe window and log full: %.0f MB (target <= 250)\n", rssMb);
 
@@ -517,6 +524,13 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
     report.cpu["e2e"][l] = s.cpuUs;
     report.cpu["e2e"][l]["total"] = s.cpuUsTotal;
     report.ratios["e2e_vs_echo_throughput_" + l] = s.figures.throughput / e.figures.throughput;
+    const Round& h = hopRounds[l];
+    record(report, "echo_hop", "max_" + l + "_", h.figures);
+    report.set("echo_hop", "cpu_us_per_command_" + l, h.cpuUsTotal);
+    report.cpu["echo_hop"][l] = h.cpuUs;
+    report.cpu["echo_hop"][l]["total"] = h.cpuUsTotal;
+    report.ratios["echo_hop_vs_echo_throughput_" + l] = h.figures.throughput / e.figures.throughput;
+    report.ratios["e2e_vs_echo_hop_throughput_" + l] = s.figures.throughput / h.figures.throughput;
     rejected += s.rejected;
   }
   report.set("e2e", "rejected", static_cast<double>(rejected));
@@ -526,6 +540,8 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
   if (e2eRounds.count("4x32")) {
     report.ratios["cpu_per_command_vs_echo_4x32"] =
         e2eRounds["4x32"].cpuUsTotal / echoRounds["4x32"].cpuUsTotal;
+    report.ratios["echo_hop_cpu_per_command_vs_echo_4x32"] =
+        hopRounds["4x32"].cpuUsTotal / echoRounds["4x32"].cpuUsTotal;
   }
 
   // ---- the tables
@@ -539,6 +555,8 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
   for (const auto& c : configs) {
     std::string l = c.label();
     printRow(("echo " + l).c_str(), echoRounds[l].figures);
+    printRow(("echo through a worker " + l).c_str(), hopRounds[l].figures,
+             "ratio to echo " + fixed(report.ratios["echo_hop_vs_echo_throughput_" + l]));
     printRow(("e2e " + l).c_str(), e2eRounds[l].figures,
              "ratio " + fixed(report.ratios["e2e_vs_echo_throughput_" + l]) +
                  (c == headline ? " (target >= 0.7)" : "") +
@@ -558,7 +576,8 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
   for (const auto& c : configs) {
     std::string l = c.label();
     for (const auto& [server, rounds] :
-         {std::pair{"echo", &echoRounds}, std::pair{"e2e", &e2eRounds}}) {
+         {std::pair{"echo", &echoRounds}, std::pair{"hop", &hopRounds},
+          std::pair{"e2e", &e2eRounds}}) {
       const Round& r = (*rounds)[l];
       std::string threads;
       for (const auto& [name, us] : r.cpuUs) threads += "  " + name + " " + fixed(us);

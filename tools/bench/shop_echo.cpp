@@ -6,16 +6,21 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <concurrentqueue/blockingconcurrentqueue.h>
+#include <concurrentqueue/concurrentqueue.h>
 #include <zmq.hpp>
 
+#include "core/wakeup.h"
 #include "tools/cli.h"
 
 namespace {
@@ -28,8 +33,16 @@ one ZeroMQ context with one I/O thread, and the main thread reading the
 ROUTER in zmq_poll, in batches of up to %d requests, with the ZeroMQ default
 high-water marks, as shopd's command socket has.
 
+With --hop, each request also makes shopd's round trip through a second
+thread before it is sent back: staged and handed over in bulk once per turn
+(a moodycamel BlockingConcurrentQueue), returned through a ConcurrentQueue
+and an eventfd written only while the socket thread sleeps, in shopd's loop
+(busy turns skip zmq_poll). It is shopd with nothing to decide: the cost of
+the single-writer hand-off alone.
+
 options:
   --commands ENDPOINT   ROUTER endpoint  (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a port)
+  --hop                 pass every request through a worker thread, as shopd's shard
   --version             print the version
   -h, --help            this text
 
@@ -90,10 +103,126 @@ uint64_t echoBatch(zmq::socket_t& router, std::vector<zmq::message_t>& frames) {
   return echoed;
 }
 
+// A request on its way through the worker thread and back.
+struct Hop {
+  zmq::message_t identity;
+  zmq::message_t body;
+};
+
+// The worker: shopd's shard minus the deciding. Owned by its thread; the
+// socket thread is the only producer of `inbox`, the worker the only
+// producer of `outbox`.
+class Worker {
+ public:
+  Worker(moodycamel::ConcurrentQueue<Hop>& outbox, shop::Wakeup& wakeup)
+      : outbox_(outbox), wakeup_(wakeup), thread_([this] { run(); }) {}
+  ~Worker() {
+    stop_.store(true);
+    inbox_.enqueue(Hop{});
+    thread_.join();
+  }
+  // Producer side: the socket thread only.
+  void submitBulk(std::vector<Hop>& hops) {
+    inbox_.enqueue_bulk(std::make_move_iterator(hops.begin()), hops.size());
+    hops.clear();
+  }
+
+ private:
+  void run() {
+    pthread_setname_np(pthread_self(), "shop-echo-hop");
+    moodycamel::ConsumerToken token(inbox_);
+    moodycamel::ProducerToken out(outbox_);
+    Hop batch[64];
+    while (!stop_.load()) {
+      size_t n = inbox_.wait_dequeue_bulk(token, batch, 64);
+      size_t real = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (batch[i].body.size() != 0) batch[real++] = std::move(batch[i]);
+      }
+      outbox_.enqueue_bulk(out, std::make_move_iterator(batch), real);
+      wakeup_.notifyIfArmed();
+    }
+  }
+  moodycamel::ConcurrentQueue<Hop>& outbox_;
+  shop::Wakeup& wakeup_;
+  moodycamel::BlockingConcurrentQueue<Hop> inbox_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// shopd's loop around the worker: outcomes, then a batch of requests, then
+// the hand-off; zmq_poll only to sleep or every 64 busy turns. Returns the
+// requests echoed.
+uint64_t serveWithHop(zmq::socket_t& router, int signalFd) {
+  moodycamel::ConcurrentQueue<Hop> outbox;
+  shop::Wakeup wakeup;
+  Worker worker(outbox, wakeup);
+  moodycamel::ConsumerToken outToken(outbox);
+  std::vector<Hop> staged, drained(256);
+  uint64_t echoed = 0, inFlight = 0, busyTurns = 0;
+  zmq::pollitem_t items[] = {
+      {router.handle(), 0, ZMQ_POLLIN, 0},
+      {nullptr, wakeup.fd(), ZMQ_POLLIN, 0},
+      {nullptr, signalFd, ZMQ_POLLIN, 0},
+  };
+  auto turn = [&] {
+    size_t outcomes = 0;
+    while (size_t n = outbox.try_dequeue_bulk(outToken, drained.begin(), drained.size())) {
+      for (size_t i = 0; i < n; ++i) {
+        router.send(drained[i].identity, zmq::send_flags::sndmore);
+        router.send(drained[i].body, zmq::send_flags::none);
+        drained[i] = Hop{};
+      }
+      outcomes += n;
+    }
+    size_t requests = 0;
+    for (; requests < kReadBatch; ++requests) {
+      Hop hop;
+      if (!router.recv(hop.identity, zmq::recv_flags::dontwait)) break;
+      (void)router.recv(hop.body, zmq::recv_flags::none);  // DEALER: [identity, body]
+      while (hop.body.more()) {
+        zmq::message_t rest;  // not a DEALER request: drop the extra frames
+        (void)router.recv(rest, zmq::recv_flags::none);
+      }
+      staged.push_back(std::move(hop));
+    }
+    if (!staged.empty()) worker.submitBulk(staged);
+    echoed += outcomes;
+    inFlight += requests;
+    inFlight -= outcomes;
+    return outcomes + requests;
+  };
+  for (;;) {
+    bool busy = turn() > 0;
+    if (busy && ++busyTurns % 64 != 0) continue;
+    bool sleep = false;
+    if (!busy) {
+      wakeup.arm();
+      sleep = outbox.size_approx() == 0;
+      if (!sleep) wakeup.disarm();
+    }
+    zmq::poll(items, 3, std::chrono::milliseconds(sleep ? -1 : 0));
+    if (sleep) {
+      wakeup.disarm();
+      if (items[1].revents & ZMQ_POLLIN) wakeup.clear();
+    }
+    if (items[2].revents & ZMQ_POLLIN) break;
+  }
+  while (inFlight > 0) {  // answer what was sent, as shopd does
+    if (turn() > 0) continue;
+    wakeup.arm();
+    bool readable = outbox.size_approx() == 0 && wakeup.wait(-1);
+    wakeup.disarm();
+    if (readable) wakeup.clear();
+  }
+  return echoed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string endpoint = "tcp://127.0.0.1:5555";
+  bool hop = false;
   try {
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -105,6 +234,8 @@ int main(int argc, char** argv) {
         return 0;
       } else if (a == "--commands") {
         endpoint = shop::cli::value(argc, argv, i);
+      } else if (a == "--hop") {
+        hop = true;
       } else {
         throw shop::cli::UsageError("unknown option '" + a + "'");
       }
@@ -136,8 +267,14 @@ int main(int argc, char** argv) {
     router.set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
     router.bind(endpoint);
     std::string bound = router.get(zmq::sockopt::last_endpoint);
-    logLine("serving commands on %s (echo, 1 I/O thread, hwm %d/%d)", bound.c_str(),
-            router.get(zmq::sockopt::sndhwm), router.get(zmq::sockopt::rcvhwm));
+    logLine("serving commands on %s (echo%s, 1 I/O thread, hwm %d/%d)", bound.c_str(),
+            hop ? " through a worker thread" : "", router.get(zmq::sockopt::sndhwm),
+            router.get(zmq::sockopt::rcvhwm));
+    if (hop) {
+      echoed = serveWithHop(router, signalFd);
+      logLine("stopped after %llu requests", static_cast<unsigned long long>(echoed));
+      return 0;
+    }
 
     zmq::pollitem_t items[] = {
         {router.handle(), 0, ZMQ_POLLIN, 0},
