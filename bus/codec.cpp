@@ -3,6 +3,8 @@
 #include <capnp/serialize.h>
 #include <kj/io.h>
 
+#include "core/check.h"
+
 namespace shop::bus {
 namespace {
 
@@ -305,9 +307,72 @@ zmq::message_t toFrame(kj::ArrayPtr<const capnp::word> message) {
   return zmq::message_t(message.begin(), message.size() * sizeof(capnp::word));
 }
 
-ReplyEncoder::ReplyEncoder() : scratch_(new capnp::word[kScratchWords]()) {}
+namespace {
+// Reads a pointer word (little-endian, as on the wire).
+uint64_t wordAt(kj::ArrayPtr<const capnp::word> words, size_t i) {
+  uint64_t w;
+  std::memcpy(&w, words.begin() + i, 8);
+  return w;
+}
+// The word a struct or list pointer at `at` points to.
+size_t target(uint64_t pointer, size_t at) {
+  int32_t offset = static_cast<int32_t>(static_cast<uint32_t>(pointer)) >> 2;
+  return at + 1 + static_cast<size_t>(static_cast<int64_t>(offset));
+}
+}  // namespace
+
+ReplyEncoder::ReplyEncoder() : scratch_(new capnp::word[kScratchWords]()) {
+  // Let capnp lay out an accepted Reply once, then keep everything before
+  // the event struct as the header. The layout is checked, not assumed.
+  capnp::MallocMessageBuilder builder;
+  auto reply = builder.initRoot<wire::Reply>();
+  uint8_t zeros[16] = {};
+  reply.setCommandId(kj::arrayPtr(zeros, 16));
+  reply.initAccepted();
+  auto segments = builder.getSegmentsForOutput();
+  SHOP_CHECK(segments.size() == 1, "template reply has %zu segments", segments.size());
+  kj::ArrayPtr<const capnp::word> words = segments[0];
+  uint64_t root = wordAt(words, 0);
+  size_t structAt = target(root, 0);
+  size_t dataWords = (root >> 32) & 0xFFFF;
+  size_t pointers = root >> 48;
+  SHOP_CHECK((root & 3) == 0 && pointers == 2, "unexpected Reply layout");
+  size_t pointerSection = structAt + dataWords;
+  commandIdWord_ = target(wordAt(words, pointerSection), pointerSection);
+  acceptedWord_ = pointerSection + 1;
+  size_t eventAt = target(wordAt(words, acceptedWord_), acceptedWord_);
+  SHOP_CHECK(commandIdWord_ + 2 == eventAt && eventAt + 3 <= words.size(),
+             "unexpected Reply layout: commandId at %zu, event at %zu", commandIdWord_, eventAt);
+  header_.assign(words.begin(), words.begin() + eventAt);
+}
+
+bool ReplyEncoder::acceptedFrame(const ReplyView& reply, zmq::message_t& out) const {
+  uint32_t table[2];
+  std::memcpy(table, reply.event.begin(), sizeof table);
+  if (table[0] != 0 || table[1] + 1 != reply.event.size()) return false;  // not one segment
+  uint32_t eventWords = table[1];
+  size_t headerWords = header_.size();
+  out.rebuild((2 + headerWords + eventWords) * sizeof(capnp::word));
+  constexpr size_t kWord = sizeof(capnp::word);
+  auto* frame = static_cast<kj::byte*>(out.data());
+  uint32_t newTable[4] = {1, static_cast<uint32_t>(headerWords), eventWords, 0};  // 2 segments
+  std::memcpy(frame, newTable, sizeof newTable);
+  kj::byte* segment0 = frame + 2 * kWord;
+  std::memcpy(segment0, header_.data(), headerWords * kWord);
+  std::memcpy(segment0 + commandIdWord_ * kWord, reply.commandId.bytes.data(), 16);
+  // A single-far pointer: segment 1, word 0, which is the event message's
+  // own root pointer and so a valid landing pad.
+  uint64_t far = (uint64_t{1} << 32) | 2;
+  std::memcpy(segment0 + acceptedWord_ * kWord, &far, 8);
+  std::memcpy(segment0 + headerWords * kWord, reply.event.begin() + 1, eventWords * kWord);
+  return true;
+}
 
 zmq::message_t ReplyEncoder::encode(const ReplyView& reply) {
+  if (reply.status == ReplyStatus::accepted) {
+    zmq::message_t frame;
+    if (acceptedFrame(reply, frame)) return frame;
+  }
   if (reply.status == ReplyStatus::events) {
     // A page: one segment sized for its events, so the copy never spills.
     size_t words = 64;

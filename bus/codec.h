@@ -65,6 +65,12 @@ zmq::message_t toFrame(kj::ArrayPtr<const capnp::word> message);
 // Builds reply frames through a reused first segment: no allocation per
 // reply beyond the frame itself, unless a reply outgrows 8 KiB (pages).
 // Owned by one thread; not thread-safe.
+//
+// An accepted reply is not built at all: it is a two-segment message whose
+// first segment is a fixed Reply header (the commandId patched in) and whose
+// second is the logged event's segment, copied byte for byte; the header's
+// `accepted` pointer is a far pointer to that segment's root pointer. So the
+// reply carries exactly the bytes the log and PUB carry.
 class ReplyEncoder {
  public:
   ReplyEncoder();
@@ -72,8 +78,16 @@ class ReplyEncoder {
   zmq::message_t malformed(const CommandId& id, std::string_view why);
 
  private:
+  // The accepted reply around a single-segment event message; false when
+  // the event has more than one segment (the caller then builds it).
+  bool acceptedFrame(const ReplyView& reply, zmq::message_t& out) const;
+
   static constexpr size_t kScratchWords = 1024;
   std::unique_ptr<capnp::word[]> scratch_;  // zeroed; each builder re-zeroes what it used
+  // The accepted-reply header, taken from a Reply that capnp built once.
+  std::vector<capnp::word> header_;
+  size_t commandIdWord_ = 0;  // where the 16 commandId bytes start in header_
+  size_t acceptedWord_ = 0;   // the `accepted` pointer in header_
 };
 
 // The outcome of decoding a client's frame: the command, or why it is
