@@ -72,6 +72,17 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
   return message;
 }
 
+kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&& body,
+                                                const PreEncodedEvent& encoded) {
+  scratchEvent_.seq = log_.headSeq() + 1;
+  scratchEvent_.timestampNs = nowNs();
+  scratchEvent_.commandId = id;
+  scratchEvent_.body = std::move(body);
+  auto message = encoder_.append(encoded, scratchEvent_.timestampNs, log_);
+  events_.append(PublishedEvent{scratchEvent_, message});
+  return message;
+}
+
 ReplyView Engine::rejectNow(const Command& command, RejectReason reason, std::string detail) {
   ReplyView reply{.commandId = command.id, .status = ReplyStatus::rejected, .reason = reason};
   reply.event =
@@ -292,7 +303,8 @@ void Engine::onOutcome(ShardOutcome& outcome) {
     finish(outcome.op, reply, {reply.seq, ReplyStatus::rejected, reply.reason});
   } else if (auto* body = std::get_if<EventBody>(&outcome.result)) {
     ReplyView reply{.commandId = cmd.id, .status = ReplyStatus::accepted};
-    reply.event = publish(cmd.id, std::move(*body));
+    reply.event = outcome.encoded.size ? publish(cmd.id, std::move(*body), outcome.encoded)
+                                       : publish(cmd.id, std::move(*body));
     reply.seq = scratchEvent_.seq;
     finish(outcome.op, reply, {reply.seq, ReplyStatus::accepted});
   } else if (auto* view = std::get_if<CustomerView>(&outcome.result)) {

@@ -120,6 +120,9 @@ class Engine {
   void finish(uint32_t index, const ReplyView& reply, const DedupeOutcome& outcome);
   // Sequences, encodes and logs one event, and hands it to the EventSink.
   kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body);
+  // The same for an event its shard already encoded: copied, seq and time written.
+  kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body,
+                                          const PreEncodedEvent& encoded);
   ReplyView rejectNow(const Command& command, RejectReason reason, std::string detail);
   void replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, uint64_t tag);
   void serveRead(const Command& command, uint64_t tag);

@@ -44,9 +44,14 @@ CommandId commandIdFromWire(capnp::Data::Reader in) {
 }
 
 void toWire(const Event& event, wire::Event::Builder out) {
-  out.setSeq(event.seq);
-  out.setTimestampNs(event.timestampNs);
-  out.setCommandId(bytesOf(event.commandId));
+  toWire(event.seq, event.timestampNs, event.commandId, event.body, out);
+}
+
+void toWire(Seq seq, int64_t timestampNs, const CommandId& id, const EventBody& body,
+            wire::Event::Builder out) {
+  out.setSeq(seq);
+  out.setTimestampNs(timestampNs);
+  out.setCommandId(bytesOf(id));
   std::visit(
       [&](const auto& e) {
         using T = std::decay_t<decltype(e)>;
@@ -92,7 +97,7 @@ void toWire(const Event& event, wire::Event::Builder out) {
           b.setDetail(textOf(e.detail));
         }
       },
-      event.body);
+      body);
 }
 
 Event fromWire(wire::Event::Reader in) {
@@ -149,7 +154,21 @@ Event decodeEvent(kj::ArrayPtr<const capnp::word> message) {
   return fromWire(reader.getRoot<wire::Event>());
 }
 
-EventEncoder::EventEncoder() : scratch_(new capnp::word[kScratchWords]()) {}
+EventEncoder::EventEncoder() : scratch_(new capnp::word[kScratchWords]()) {
+  // Find seq and timestampNs by encoding distinctive values.
+  constexpr uint64_t kSeq = 0x5E05E05E05E05E05ull;
+  constexpr int64_t kTime = 0x71E71E71E71E71E7ll;
+  capnp::MallocMessageBuilder builder;
+  toWire(kSeq, kTime, CommandId{}, FundsDeposited{"x", 1, 1}, builder.initRoot<wire::Event>());
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(builder);
+  for (size_t i = 0; i < flat.size(); ++i) {
+    uint64_t w;
+    std::memcpy(&w, flat.begin() + i, 8);
+    if (w == kSeq) seqWord_ = i;
+    if (w == static_cast<uint64_t>(kTime)) timestampWord_ = i;
+  }
+  SHOP_CHECK(seqWord_ != 0 && timestampWord_ != 0, "seq or timestampNs not found in an Event");
+}
 
 kj::ArrayPtr<const capnp::word> EventEncoder::append(const Event& event, EventLog& log) {
   SHOP_CHECK(event.seq == log.headSeq() + 1, "event seq %llu after head %llu",
@@ -162,6 +181,30 @@ kj::ArrayPtr<const capnp::word> EventEncoder::append(const Event& event, EventLo
   kj::ArrayOutputStream stream(out.asBytes());
   capnp::writeMessage(stream, builder);
   SHOP_CHECK(stream.getArray().size() == out.asBytes().size(), "event framing size mismatch");
+  return out;
+}
+
+void EventEncoder::preEncode(const CommandId& id, const EventBody& body, PreEncodedEvent& out) {
+  out.size = 0;
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch_.get(), kScratchWords));
+  toWire(0, 0, id, body, builder.initRoot<wire::Event>());
+  size_t words = capnp::computeSerializedSizeInWords(builder);
+  // Only single-segment messages have seq and time where the template did.
+  if (words > PreEncodedEvent::kMaxWords || builder.getSegmentsForOutput().size() != 1) return;
+  kj::ArrayOutputStream stream(kj::arrayPtr(out.words.data(), words).asBytes());
+  capnp::writeMessage(stream, builder);
+  out.size = static_cast<uint16_t>(words);
+}
+
+kj::ArrayPtr<const capnp::word> EventEncoder::append(const PreEncodedEvent& pre,
+                                                     int64_t timestampNs, EventLog& log) const {
+  SHOP_CHECK(pre.size > timestampWord_ && pre.size > seqWord_, "pre-encoded event too short");
+  kj::ArrayPtr<capnp::word> out = log.append(pre.size);
+  std::memcpy(out.begin(), pre.words.data(), pre.size * sizeof(capnp::word));
+  Seq seq = log.headSeq();
+  kj::byte* bytes = out.asBytes().begin();
+  std::memcpy(bytes + seqWord_ * sizeof(capnp::word), &seq, 8);
+  std::memcpy(bytes + timestampWord_ * sizeof(capnp::word), &timestampNs, 8);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <capnp/message.h>
 
+#include <array>
 #include <stdexcept>
 
 #include "core/domain.h"
@@ -20,6 +21,9 @@ struct DecodeError : std::runtime_error {
 };
 
 void toWire(const Event& event, wire::Event::Builder out);
+// The same, from the parts (seq and time may be 0: see PreEncodedEvent).
+void toWire(Seq seq, int64_t timestampNs, const CommandId& id, const EventBody& body,
+            wire::Event::Builder out);
 Event fromWire(wire::Event::Reader in);
 CommandId commandIdFromWire(capnp::Data::Reader in);
 kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id);
@@ -32,19 +36,39 @@ inline capnp::Text::Reader textOf(const std::string& s) {
 // Reads one message that the log holds (trusted, aligned, standard framing).
 Event decodeEvent(kj::ArrayPtr<const capnp::word> message);
 
-// Encodes events straight into the event log, through a reused first
-// segment: no allocation per event unless one outgrows 8 KiB.
-// Owned by the ingress thread; not thread-safe.
+// An event a shard encoded before it was sequenced: seq and timestampNs are
+// 0 in it, and the ingress writes them in place as it copies the message
+// into the log. Inline, so that it travels in a ShardOutcome without an
+// allocation; `size` 0 means it did not fit and the ingress encodes it.
+struct PreEncodedEvent {
+  static constexpr size_t kMaxWords = 40;  // any event with ids of up to ~64 bytes
+  std::array<capnp::word, kMaxWords> words;
+  uint16_t size = 0;  // words used, segment table included
+};
+
+// Encodes events through a reused first segment: no allocation per event
+// unless one outgrows 8 KiB. One per thread that encodes; not thread-safe.
 class EventEncoder {
  public:
   EventEncoder();
-  // Appends `event` to `log` (the log assigns event.seq, which must equal
-  // log.headSeq() + 1) and returns its message.
+  // Appends `event` to `log` (event.seq must be log.headSeq() + 1) and
+  // returns its message.
   kj::ArrayPtr<const capnp::word> append(const Event& event, EventLog& log);
+  // Appends a shard's pre-encoded message as seq log.headSeq() + 1 at
+  // `timestampNs`, writing both into the copy; returns it.
+  kj::ArrayPtr<const capnp::word> append(const PreEncodedEvent& pre, int64_t timestampNs,
+                                         EventLog& log) const;
+  // Encodes with seq and time 0 into `out`; out.size stays 0 when too big.
+  void preEncode(const CommandId& id, const EventBody& body, PreEncodedEvent& out);
 
  private:
   static constexpr size_t kScratchWords = 1024;
   std::unique_ptr<capnp::word[]> scratch_;  // zeroed; the builder re-zeroes what it used
+  // Where seq and timestampNs sit in a single-segment Event message, in
+  // words from its start (segment table included); found by encoding a
+  // template, not assumed.
+  size_t seqWord_ = 0;
+  size_t timestampWord_ = 0;
 };
 
 }  // namespace shop

@@ -109,6 +109,9 @@ bool Shard::handle(ShardTask& task) {
   out.op = task.op;
   try {
     decide(task, out);
+    if (const auto* body = std::get_if<EventBody>(&out.result)) {
+      encoder_.preEncode(task.command->id, *body, out.encoded);
+    }
   } catch (const std::exception& e) {
     // Supervision: decide() changes nothing until it applies the event, and
     // apply gives the strong exception guarantee. So the aggregate still

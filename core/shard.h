@@ -22,6 +22,7 @@
 
 #include "core/aggregates.h"
 #include "core/domain.h"
+#include "core/event_codec.h"
 #include "core/shard_router.h"
 #include "core/wakeup.h"
 
@@ -58,6 +59,9 @@ struct ShardOutcome {
   bool reserved = false;
   Money unitPrice = 0;  // reserved
   std::variant<std::monostate, EventBody, Rejection, CustomerView> result;
+  // With an EventBody: its message, encoded here so that the ingress only
+  // copies it into the log and writes seq and time (size 0: too big).
+  PreEncodedEvent encoded;
 };
 
 using OutcomeQueue = moodycamel::ConcurrentQueue<ShardOutcome>;
@@ -107,6 +111,7 @@ class Shard {
   std::unordered_map<std::string, Product, StringHash, std::equal_to<>> products_;
   std::unordered_set<std::string> armedFaults_;
   std::vector<ShardOutcome> pendingOut_;
+  EventEncoder encoder_;
 
   std::thread thread_;  // last: starts after every member above exists
 };
