@@ -73,7 +73,11 @@ void toWire(const Command& command, wire::Command::Builder out) {
 }
 
 Command fromWire(wire::Command::Reader in) {
-  Command out{commandIdFromWire(in.getCommandId()), {}};
+  return fromWire(in, commandIdFromWire(in.getCommandId()));
+}
+
+Command fromWire(wire::Command::Reader in, const CommandId& id) {
+  Command out{id, {}};
   switch (in.which()) {
     case wire::Command::CREATE_CUSTOMER: {
       auto c = in.getCreateCustomer();
@@ -136,11 +140,10 @@ DecodedCommand decodeCommandFrame(const zmq::message_t& frame, std::vector<capnp
     AlignedWords words(frame, &scratch);
     capnp::FlatArrayMessageReader reader(words.words(), untrustedReaderOptions());
     auto root = reader.getRoot<wire::Command>();
-    // Best effort: a malformed reply still names the command when it can.
-    if (root.hasCommandId() && root.getCommandId().size() == out.id.bytes.size()) {
-      out.id = commandIdFromWire(root.getCommandId());
-    }
-    out.command = fromWire(root);
+    // Read once; kept even when the rest is malformed, so that the reply
+    // still names the command.
+    out.id = commandIdFromWire(root.getCommandId());
+    out.command = fromWire(root, out.id);
   } catch (const DecodeError& e) {
     out.malformed = e.what();
   } catch (const kj::Exception& e) {

@@ -48,6 +48,8 @@ void toWire(const CustomerView& view, wire::CustomerView::Builder out);
 // Wire -> domain. Throws DecodeError (bad commandId, unknown union member
 // from a newer peer) or kj::Exception (a broken message).
 Command fromWire(wire::Command::Reader in);
+// The same when the commandId has been read already.
+Command fromWire(wire::Command::Reader in, const CommandId& id);
 
 // A reply as a client sees it: a domain Reply, or the server's `malformed`
 // text when the request could not be decoded.

@@ -230,7 +230,7 @@ size_t Engine::poll() {
     for (size_t i = 0; i < n; ++i) prefetch(ops_[drained_[i].op]->command);
     for (size_t i = 0; i < n; ++i) {
       onOutcome(drained_[i]);
-      drained_[i] = ShardOutcome{};  // free its strings now, not at the next reuse
+      drained_[i].result = std::monostate{};  // free its strings now, not at the next reuse
     }
     total += n;
     if (n < drained_.size()) return total;

@@ -6,6 +6,7 @@
 #include <capnp/message.h>
 
 #include <array>
+#include <cstring>
 #include <stdexcept>
 
 #include "core/domain.h"
@@ -42,6 +43,16 @@ Event decodeEvent(kj::ArrayPtr<const capnp::word> message);
 // allocation; `size` 0 means it did not fit and the ingress encodes it.
 struct PreEncodedEvent {
   static constexpr size_t kMaxWords = 40;  // any event with ids of up to ~64 bytes
+
+  PreEncodedEvent() = default;
+  // Copies move only the words in use: outcomes are moved through queues.
+  PreEncodedEvent(const PreEncodedEvent& other) { *this = other; }
+  PreEncodedEvent& operator=(const PreEncodedEvent& other) {
+    size = other.size;
+    std::memcpy(words.data(), other.words.data(), size * sizeof(capnp::word));
+    return *this;
+  }
+
   std::array<capnp::word, kMaxWords> words;
   uint16_t size = 0;  // words used, segment table included
 };
