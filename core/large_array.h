@@ -1,9 +1,8 @@
 // LargeArray: a fixed-size array of trivial values for the big, long-lived
 // tables of the ingress (the dedupe window, the event log's slots).
 //
-// Anonymous mmap: zero-filled, and pages cost memory only once touched. It
-// asks for transparent huge pages (MADV_HUGEPAGE), because the tables are
-// probed at random and 4 KiB pages would cost a TLB miss on most probes.
+// Anonymous mmap: zero-filled, and pages cost memory only once touched, with
+// no initialising pass over tables of tens of megabytes.
 // Owned by one thread at a time; not thread-safe.
 #pragma once
 
