@@ -66,6 +66,15 @@ struct ShardOutcome {
 
 using OutcomeQueue = moodycamel::ConcurrentQueue<ShardOutcome>;
 
+// A shard's inbox blocks at once when empty. moodycamel spins 10,000 times
+// by default before it sleeps; on a 2-core machine that spinning takes the
+// CPU the socket thread and ZeroMQ need, and at moderate load it showed as
+// milliseconds of p99. Threads that wait, block.
+struct InboxTraits : moodycamel::ConcurrentQueueDefaultTraits {
+  static const int MAX_SEMA_SPINS = 0;
+};
+using Inbox = moodycamel::BlockingConcurrentQueue<ShardTask, InboxTraits>;
+
 struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
@@ -101,7 +110,7 @@ class Shard {
   unsigned index_;
   OutcomeQueue& outbox_;
   Wakeup& wakeup_;
-  moodycamel::BlockingConcurrentQueue<ShardTask> inbox_;
+  Inbox inbox_;
   moodycamel::ProducerToken inboxToken_;   // used by the ingress thread
   moodycamel::ProducerToken outboxToken_;  // used by the shard thread
   moodycamel::LightweightSemaphore resume_;

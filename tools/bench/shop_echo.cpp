@@ -109,6 +109,10 @@ struct Hop {
   zmq::message_t body;
 };
 
+// GCC 12 reports a false -Wstringop-overflow inside moodycamel's bulk enqueue
+// (as in core/shard.cpp); GCC 13 does not.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
 // The worker: shopd's shard minus the deciding. Owned by its thread; the
 // socket thread is the only producer of `inbox`, the worker the only
 // producer of `outbox`.
@@ -145,10 +149,16 @@ class Worker {
   }
   moodycamel::ConcurrentQueue<Hop>& outbox_;
   shop::Wakeup& wakeup_;
-  moodycamel::BlockingConcurrentQueue<Hop> inbox_;
+  // No spinning before sleeping, as shopd's shard inbox (core/shard.h).
+  struct Traits : moodycamel::ConcurrentQueueDefaultTraits {
+    static const int MAX_SEMA_SPINS = 0;
+  };
+  moodycamel::BlockingConcurrentQueue<Hop, Traits> inbox_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+#pragma GCC diagnostic pop
 
 // shopd's loop around the worker: outcomes, then a batch of requests, then
 // the hand-off; zmq_poll only to sleep or every 64 busy turns. Returns the
