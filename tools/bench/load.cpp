@@ -7,10 +7,13 @@
 #include <capnp/serialize.h>
 
 #include <algorithm>
+#include <atomic>
+#include <barrier>
 #include <chrono>
 #include <climits>
 #include <cstring>
 #include <stdexcept>
+
 #include <thread>
 
 #include "schemas/shop.capnp.h"
@@ -72,8 +75,21 @@ struct ConnectionResult {
   LatencyRecorder latency;
 };
 
+// The common start: set once every connection is connected (a barrier's
+// completion), so that a thread that was slow to start or connect does not
+// count its own lateness as the server's latency.
+struct StartLine {
+  explicit StartLine(int connections) : ready(connections, Completion{this}) {}
+  struct Completion {
+    StartLine* line;
+    void operator()() noexcept { line->startNs.store(nowNs() + 2'000'000); }
+  };
+  std::atomic<int64_t> startNs{0};
+  std::barrier<Completion> ready;
+};
+
 void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, int connection,
-           uint64_t prefix, Clock::time_point start, ConnectionResult& out) {
+           uint64_t prefix, StartLine& line, ConnectionResult& out) {
   pthread_setname_np(pthread_self(), ("bench-load-" + std::to_string(connection)).c_str());
   zmq::context_t context(1);
   zmq::socket_t socket(context, zmq::socket_type::dealer);
@@ -84,8 +100,9 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, i
   int fd = socket.get(zmq::sockopt::fd);
 
   std::vector<int64_t> intended(kRing, 0);
-  int64_t startNs =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
+  line.ready.arrive_and_wait();
+  int64_t startNs = line.startNs.load();
+  Clock::time_point start{std::chrono::nanoseconds(startNs)};
   bool counted = spec.requestsPerConnection > 0;
   int64_t endNs = counted ? INT64_MAX : startNs + static_cast<int64_t>(spec.seconds * 1e9);
   uint64_t limit = counted ? spec.requestsPerConnection : UINT64_MAX;
@@ -170,17 +187,16 @@ LoadResult runLoad(const std::string& endpoint, const LoadSpec& spec,
   std::vector<ConnectionResult> results(static_cast<size_t>(spec.connections));
   std::vector<FrameSet> sets;
   for (int i = 0; i < spec.connections; ++i) sets.push_back(frames(i));
-  auto start = Clock::now() + std::chrono::milliseconds(50);
+  StartLine line(spec.connections);
   std::vector<std::thread> threads;
   for (int i = 0; i < spec.connections; ++i) {
     threads.emplace_back(drive, std::cref(endpoint), std::cref(spec),
-                         std::move(sets[static_cast<size_t>(i)]), i, nextPrefix++, start,
+                         std::move(sets[static_cast<size_t>(i)]), i, nextPrefix++, std::ref(line),
                          std::ref(results[static_cast<size_t>(i)]));
   }
   for (auto& t : threads) t.join();
   LoadResult total;
-  int64_t startNs =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count();
+  int64_t startNs = line.startNs.load();
   int64_t lastNs = startNs;
   for (auto& r : results) {
     total.completed += r.completed;
