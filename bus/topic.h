@@ -1,7 +1,8 @@
 // Topics on the PUB socket.
 //   c/<customer>/<eventName>   events about a customer (incl. its rejections)
 //   p/<product>/<eventName>    events about a product only
-//   s/<eventName>              anything else (e.g. a rejected ReadEvents)
+//   s/<eventName>              anything else: a rejected ReadEvents, and every
+//                              rejection of an invalid id (invalidId)
 // Ids never contain '/', so the prefix "c/<customer>/" selects exactly one
 // customer's events, and "" selects everything.
 #pragma once

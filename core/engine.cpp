@@ -83,11 +83,27 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
   return message;
 }
 
+ReplyView Engine::reject(const Command& command, RejectReason reason, std::string detail) {
+  if (!isQuery(command.kind())) return rejectNow(command, reason, std::move(detail));
+  // A read never changes what it reads: a query's rejection is its reply
+  // alone, with no event (seq 0).
+  scratchDetail_ = std::move(detail);
+  return ReplyView{.commandId = command.id,
+                   .status = ReplyStatus::rejected,
+                   .reason = reason,
+                   .detail = scratchDetail_};
+}
+
 ReplyView Engine::rejectNow(const Command& command, RejectReason reason, std::string detail) {
   ReplyView reply{.commandId = command.id, .status = ReplyStatus::rejected, .reason = reason};
+  // Every other rejection comes after validation, so its ids are valid. An
+  // invalid id is carried in its display form: bounded, valid UTF-8.
+  auto idOf = [reason](std::string_view id) {
+    return reason == RejectReason::invalidId ? displayId(id) : std::string(id);
+  };
   reply.event =
-      publish(command.id, OperationRejected{reason, command.kind(), std::string(command.customer()),
-                                            std::string(command.product()), std::move(detail)});
+      publish(command.id, OperationRejected{reason, command.kind(), idOf(command.customer()),
+                                            idOf(command.product()), std::move(detail)});
   const auto& rejected = std::get<OperationRejected>(scratchEvent_.body);
   reply.detail = rejected.detail;  // lives in scratchEvent_ until the next publish
   reply.seq = scratchEvent_.seq;
@@ -125,11 +141,10 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
   const auto& read = std::get<ReadEvents>(command.body);
   Seq oldest = log_.oldestSeq();
   if (read.fromSeq != 0 && read.fromSeq < oldest) {
-    ReplyView reply =
-        rejectNow(command, RejectReason::retentionExceeded,
-                  "seq " + std::to_string(read.fromSeq) + " is no longer retained; the oldest is " +
-                      std::to_string(oldest));
-    reply.oldestSeq = log_.oldestSeq();
+    ReplyView reply = reject(command, RejectReason::retentionExceeded,
+                             "seq " + std::to_string(read.fromSeq) +
+                                 " is no longer retained; the oldest is " + std::to_string(oldest));
+    reply.oldestSeq = oldest;  // the same figure as the detail: nothing was published
     replies_.reply(tag, reply);
     return;
   }
@@ -169,7 +184,7 @@ void Engine::submit(Command command, uint64_t tag) {
     }
   }
   if (auto invalid = validate(command)) {
-    ReplyView reply = rejectNow(command, invalid->reason, std::move(invalid->detail));
+    ReplyView reply = reject(command, invalid->reason, std::move(invalid->detail));
     if (!isQuery(kind)) {
       dedupe_.remember(command.id, {reply.seq, ReplyStatus::rejected, reply.reason});
     }
@@ -178,9 +193,9 @@ void Engine::submit(Command command, uint64_t tag) {
   }
   std::string_view customer = command.customer();
   if (!customer.empty() && !gate_.tryAdmit(customer)) {
-    replies_.reply(tag, rejectNow(command, RejectReason::tooManyPending,
-                                  "customer '" + std::string(customer) + "' already has " +
-                                      std::to_string(gate_.maxPending()) + " operations pending"));
+    replies_.reply(tag, reject(command, RejectReason::tooManyPending,
+                               "customer '" + std::string(customer) + "' already has " +
+                                   std::to_string(gate_.maxPending()) + " operations pending"));
     return;
   }
 
@@ -299,7 +314,7 @@ void Engine::onOutcome(ShardOutcome& outcome) {
   }
 
   if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
-    ReplyView reply = rejectNow(cmd, rejection->reason, std::move(rejection->detail));
+    ReplyView reply = reject(cmd, rejection->reason, std::move(rejection->detail));
     finish(outcome.op, reply, {reply.seq, ReplyStatus::rejected, reply.reason});
   } else if (auto* body = std::get_if<EventBody>(&outcome.result)) {
     ReplyView reply{.commandId = cmd.id, .status = ReplyStatus::accepted};

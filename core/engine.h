@@ -123,6 +123,8 @@ class Engine {
   // The same for an event its shard already encoded: copied, seq and time written.
   kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body,
                                           const PreEncodedEvent& encoded);
+  // A mutation's rejection is published (rejectNow); a query's is not.
+  ReplyView reject(const Command& command, RejectReason reason, std::string detail);
   ReplyView rejectNow(const Command& command, RejectReason reason, std::string detail);
   void replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, uint64_t tag);
   void serveRead(const Command& command, uint64_t tag);

@@ -9,10 +9,10 @@ namespace shop::detail {
 void* mapLarge(size_t bytes) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-  // No MADV_HUGEPAGE: with the kernel's default defrag policy a fault in such
-  // a region may compact memory synchronously, and shop-bench saw the first
-  // requests of a fresh shopd stall for 300+ ms that way on a fragmented
-  // machine. 4 KiB faults cost microseconds.
+  // No MADV_HUGEPAGE: with Debian's default defrag policy ("madvise") a
+  // fault in such a region may compact memory synchronously, a stall we do
+  // not want on the command path. TODO(perf): measure huge pages with the
+  // tables touched once at start, which would keep faults off that path.
   return p;
 }
 

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <stdexcept>
+#include "core/check.h"
 #include "core/log.h"
 
 namespace shop {
@@ -95,10 +96,15 @@ bool Shard::handle(ShardTask& task) {
       return false;
     }
     case Step::release:
-    case Step::stockBack:
-      // Both put units back; the product exists since it reserved or sold them.
-      if (auto* p = findIn<Product>(products_, task.key)) p->stock += task.quantity;
+    case Step::stockBack: {
+      // Both put units back into a product that reserved or sold them, so it
+      // exists: a missing one is a bug, and it is reported, not skipped.
+      auto* p = findIn<Product>(products_, task.key);
+      SHOP_CHECK(p != nullptr, "shard %u: units back to a missing product (%zu-byte id)", index_,
+                 task.key.size());
+      p->stock += task.quantity;
       return false;
+    }
     case Step::execute:
     case Step::reserve:
     case Step::debit:

@@ -80,6 +80,29 @@ std::optional<std::string> checkId(std::string_view id) {
   return std::nullopt;
 }
 
+std::string displayId(std::string_view id) {
+  if (!checkId(id)) return std::string(id);
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  std::string_view head = id.substr(0, kMaxIdBytes);
+  std::string out;
+  out.reserve(head.size() * 3 + 24);
+  for (size_t i = 0; i < head.size();) {
+    auto c = static_cast<unsigned char>(head[i]);
+    size_t n = utf8Length(head, i);
+    if (n == 0 || c < 0x20 || c == 0x7F || c == '/') {
+      out.append(kReplacement);
+      ++i;
+    } else {
+      out.append(head.substr(i, n));
+      i += n;
+    }
+  }
+  if (id.size() > head.size()) {
+    out.append("\xE2\x80\xA6(").append(std::to_string(id.size())).append(" bytes)");  // "…"
+  }
+  return out;
+}
+
 std::optional<Rejection> validate(const Command& command) {
   using R = RejectReason;
   return std::visit(

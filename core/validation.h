@@ -15,6 +15,14 @@ inline constexpr size_t kMaxIdBytes = 64;
 // Returns why it is not, or nullopt when it is.
 std::optional<std::string> checkId(std::string_view id);
 
+// The form of an id that events, topics and logs may carry. A valid id is
+// itself. An invalid one is never echoed raw: of its first kMaxIdBytes
+// bytes, every control character, '/' and byte that is not valid UTF-8
+// becomes U+FFFD, and a longer id is cut there and marked with
+// "…(N bytes)". The result is valid UTF-8 of at most 3 * kMaxIdBytes + 24
+// bytes, whatever the client sent.
+std::string displayId(std::string_view id);
+
 // Field-level checks that need no aggregate state: id syntax, ranges of
 // amounts and quantities. Returns the rejection, or nullopt when valid.
 std::optional<Rejection> validate(const Command& command);

@@ -188,7 +188,8 @@ struct EventPage {
 struct Rejection {
   reason    @0 :RejectReason;
   detail    @1 :Text;
-  seq       @2 :UInt64;     # seq of the OperationRejected event
+  seq       @2 :UInt64;     # seq of the OperationRejected event; 0 for a query
+                            # (GetCustomer, ReadEvents), whose rejections publish nothing
   oldestSeq @3 :UInt64;     # with retentionExceeded: the oldest seq still readable
 }
 
@@ -197,6 +198,7 @@ struct Reply {
   union {
     accepted  @1 :Event;         # a mutation was applied; the event it produced
     rejected  @2 :Rejection;     # well-formed but refused; an OperationRejected was published
+                                 # unless the command was a query
     malformed @3 :Text;          # could not be decoded; nothing was published
     customer  @4 :CustomerView;  # answer to GetCustomer
     events    @5 :EventPage;     # answer to ReadEvents

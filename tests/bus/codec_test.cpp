@@ -9,6 +9,8 @@
 #include <random>
 
 #include "bus/codec.h"
+#include "bus/topic.h"
+#include "core/validation.h"
 
 using namespace shop;
 using namespace shop::bus;
@@ -204,4 +206,28 @@ TEST_CASE("a reply built from the log carries the logged event's bytes unchanged
                                          [](wire::Reply::Reader r) { return fromWire(r); });
   REQUIRE(p.reply.page.events.size() == 1);
   CHECK(std::get<FundsDeposited>(p.reply.page.events[0].body) == std::get<FundsDeposited>(e.body));
+}
+
+TEST_CASE("a rejection of an invalid id is published on s/, never under a customer's prefix") {
+  Event e{1, 1, CommandId{},
+          OperationRejected{RejectReason::invalidId,
+                            CommandKind::createCustomer,
+                            displayId("a/b"),
+                            {},
+                            "customer id contains '/' at byte 1"}};
+  CHECK(topicOf(e) == "s/operationRejected");
+  CHECK_FALSE(topicOf(e).starts_with(customerTopicPrefix("a")));
+  Event product{2, 1, CommandId{},
+                OperationRejected{RejectReason::invalidId,
+                                  CommandKind::addProduct,
+                                  {},
+                                  displayId("p/q"),
+                                  "product id contains '/' at byte 1"}};
+  CHECK(topicOf(product) == "s/operationRejected");
+  // Other rejections name valid ids and stay with their customer.
+  Event unknown{
+      3, 1, CommandId{},
+      OperationRejected{
+          RejectReason::unknownCustomer, CommandKind::deposit, "a", {}, "no customer 'a'"}};
+  CHECK(topicOf(unknown) == "c/a/operationRejected");
 }

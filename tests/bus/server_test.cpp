@@ -24,7 +24,9 @@ namespace m = shop::testkit::match;
 
 namespace {
 
-Command cmd(CommandBody body) { return Command{CommandId::random(), std::move(body)}; }
+Command cmd(CommandBody body) {
+  return Command{CommandId::random(), std::move(body)};
+}
 
 // A copy: callers pass the temporary that call() returns.
 Reply accepted(const CallResult& r) {
@@ -60,7 +62,8 @@ struct RawDealer {
   }
   void sendFrames(std::vector<zmq::message_t> frames) {
     for (size_t i = 0; i < frames.size(); ++i) {
-      socket.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      socket.send(frames[i],
+                  i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
   }
   ClientReply receive() {
@@ -97,15 +100,17 @@ TEST_CASE("the seed scenario over the wire: create, buy, return, overdraft, unkn
   Reply returned = accepted(f.client.call(cmd(ReturnProduct{"alice", "apple", 1})));
   CHECK(std::get<ProductReturned>(returned.event->body).refund == 150);
   f.probe.expect(m::event<ProductReturned>("alice"));
-  CHECK(f.server.withEngine([](Engine& engine) {
-    return engine.snapshot().products.at("apple").stock;
-  }) == 9);
+  CHECK(f.server.withEngine(
+            [](Engine& engine) { return engine.snapshot().products.at("apple").stock; }) == 9);
 
-  CHECK(rejectionOf(f.client.call(cmd(BuyProduct{"alice", "tv", 1}))) == RejectReason::insufficientFunds);
+  CHECK(rejectionOf(f.client.call(cmd(BuyProduct{"alice", "tv", 1}))) ==
+        RejectReason::insufficientFunds);
   f.probe.expect(m::rejected(RejectReason::insufficientFunds, "alice"));
-  CHECK(rejectionOf(f.client.call(cmd(BuyProduct{"alice", "durian", 1}))) == RejectReason::unknownProduct);
+  CHECK(rejectionOf(f.client.call(cmd(BuyProduct{"alice", "durian", 1}))) ==
+        RejectReason::unknownProduct);
   f.probe.expect(m::rejected(RejectReason::unknownProduct, "alice"));
-  CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"alice", 1}))) == RejectReason::customerExists);
+  CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"alice", 1}))) ==
+        RejectReason::customerExists);
   f.probe.expect(m::rejected(RejectReason::customerExists, "alice"));
 
   Reply view = accepted(f.client.call(cmd(GetCustomer{"alice"})));
@@ -120,7 +125,8 @@ TEST_CASE("the gate over the wire: the sixth of six pending is rejected, then fi
 
   std::vector<std::optional<CallResult>> results(6);
   for (size_t i = 0; i < 6; ++i) {
-    f.client.send(cmd(Deposit{"alice", 100}), [&results, i](const CallResult& r) { results[i] = r; });
+    f.client.send(cmd(Deposit{"alice", 100}),
+                  [&results, i](const CallResult& r) { results[i] = r; });
   }
   // The shard is held, so the only reply that can come is the rejection.
   while (!results[5]) f.client.poll(-1);
@@ -147,7 +153,9 @@ TEST_CASE("two clients on two customers concurrently: one reply each, and events
     std::string customer = who == 0 ? "ann" : "ben";
     REQUIRE(client.call(cmd(CreateCustomer{customer, 1'000'000})).ok());
     int replied = 0, sent = 0;
-    std::set<CommandId, decltype([](const CommandId& a, const CommandId& b) { return a.bytes < b.bytes; })> seen;
+    std::set<CommandId,
+             decltype([](const CommandId& a, const CommandId& b) { return a.bytes < b.bytes; })>
+        seen;
     while (replied < kPerClient) {
       while (sent < kPerClient && client.inFlight() < 5) {  // the gate's limit
         CommandBody body = sent % 3 == 0 ? CommandBody{Deposit{customer, 5}}
@@ -189,7 +197,8 @@ TEST_CASE("two clients on two customers concurrently: one reply each, and events
 
 TEST_CASE("a late joiner from seq 1 sees every event exactly once, in order, while commands flow") {
   Fixture f;
-  for (int i = 0; i < 300; ++i) accepted(f.client.call(cmd(CreateCustomer{"early" + std::to_string(i), 1})));
+  for (int i = 0; i < 300; ++i)
+    accepted(f.client.call(cmd(CreateCustomer{"early" + std::to_string(i), 1})));
 
   std::atomic<bool> writing{true};
   std::thread writer([&] {
@@ -297,12 +306,15 @@ TEST_CASE("bad input gets a clear reply and the server keeps serving") {
     CHECK(reply.reply.rejection()->reason == RejectReason::invalidId);
   }
   SUBCASE("ids with control characters or '/' and bad amounts are rejected with reasons") {
-    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"bad\x01id", 1}))) == RejectReason::invalidId);
+    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"bad\x01id", 1}))) ==
+          RejectReason::invalidId);
     CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"a/b", 1}))) == RejectReason::invalidId);
-    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"neg", -5}))) == RejectReason::invalidAmount);
+    CHECK(rejectionOf(f.client.call(cmd(CreateCustomer{"neg", -5}))) ==
+          RejectReason::invalidAmount);
     accepted(f.client.call(cmd(CreateCustomer{"rich", LLONG_MAX - 1})));
     CHECK(rejectionOf(f.client.call(cmd(Deposit{"rich", 2}))) == RejectReason::overflow);
-    CHECK(rejectionOf(f.client.call(cmd(Deposit{"rich", LLONG_MIN}))) == RejectReason::invalidAmount);
+    CHECK(rejectionOf(f.client.call(cmd(Deposit{"rich", LLONG_MIN}))) ==
+          RejectReason::invalidAmount);
     f.probe.expect(m::rejected(RejectReason::overflow, "rich"));
   }
 
@@ -347,7 +359,8 @@ TEST_CASE("a customer's topic prefix delivers exactly that customer's events") {
     accepted(f.client.call(cmd(Deposit{"al", 1})));
     if (sub.recv(topic, zmq::recv_flags::dontwait)) {
       (void)sub.recv(body);
-      got.push_back(readFrame<wire::Event>(body, [](wire::Event::Reader r) { return fromWire(r); }));
+      got.push_back(
+          readFrame<wire::Event>(body, [](wire::Event::Reader r) { return fromWire(r); }));
     }
   }
   REQUIRE_FALSE(got.empty());
@@ -355,7 +368,9 @@ TEST_CASE("a customer's topic prefix delivers exactly that customer's events") {
   CHECK(got[0].customer() == "al");
   while (sub.recv(topic, zmq::recv_flags::dontwait)) {
     (void)sub.recv(body);
-    CHECK(readFrame<wire::Event>(body, [](wire::Event::Reader r) { return fromWire(r); }).customer() == "al");
+    CHECK(readFrame<wire::Event>(body, [](wire::Event::Reader r) {
+            return fromWire(r);
+          }).customer() == "al");
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <climits>
 
+#include "core/validation.h"
 #include "tests/testkit/engine_harness.h"
 
 using namespace shop;
@@ -193,7 +194,12 @@ TEST_CASE("commands naming an unknown customer or product are rejected") {
   Shop s;
   auto& h = s.h;
   checkRejected(h, h.run(Deposit{"nobody", 5}), RejectReason::unknownCustomer);
-  checkRejected(h, h.run(GetCustomer{"nobody"}), RejectReason::unknownCustomer);
+  // A query's rejection is its reply alone (see "a read never changes the log").
+  size_t events = h.listener.events.size();
+  Reply nobody = h.run(GetCustomer{"nobody"});
+  REQUIRE(nobody.status == ReplyStatus::rejected);
+  CHECK(nobody.rejection()->reason == RejectReason::unknownCustomer);
+  CHECK(h.listener.events.size() == events);
   checkRejected(h, h.run(ReturnProduct{"nobody", "apple", 1}), RejectReason::unknownCustomer);
   checkRejected(h, h.run(BuyProduct{"nobody", "apple", 1}), RejectReason::unknownCustomer);
   checkRejected(h, h.run(BuyProduct{"alice", "durian", 1}), RejectReason::unknownProduct);
@@ -240,9 +246,55 @@ TEST_CASE("reading events older than the retention says so with the oldest seq")
   EngineHarness h{EngineConfig{.shards = 1, .retention = 3}};
   for (int i = 0; i < 5; ++i) h.run(CreateCustomer{"c" + std::to_string(i), 1});
   Reply r = h.run(ReadEvents{1, 0});
-  checkRejected(h, r, RejectReason::retentionExceeded);
-  CHECK(r.oldestSeq == 4);  // seqs 4..6 retained once the rejection itself is 6
-  Reply ok = h.run(ReadEvents{4, 0});
+  REQUIRE(r.status == ReplyStatus::rejected);
+  CHECK(r.rejection()->reason == RejectReason::retentionExceeded);
+  CHECK(r.oldestSeq == 3);  // seqs 3..5: the read published nothing
+  CHECK(r.rejection()->detail.find("the oldest is 3") != std::string::npos);
+  Reply ok = h.run(ReadEvents{3, 0});
   REQUIRE(ok.status == ReplyStatus::events);
-  CHECK(ok.page.events.front().seq == 4);
+  CHECK(ok.page.events.front().seq == 3);
+}
+
+TEST_CASE("a read never changes the log: queries and their rejections publish nothing") {
+  EngineHarness h{EngineConfig{.shards = 1, .maxPending = 1, .retention = 1000}};
+  h.run(CreateCustomer{"alice", 0});
+  Seq head = h.engine.log().headSeq();
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(h.run(ReadEvents{1, 0}).status == ReplyStatus::events);
+    REQUIRE(h.run(GetCustomer{"nobody"}).status == ReplyStatus::rejected);
+    REQUIRE(h.run(GetCustomer{"a/b"}).rejection()->reason == RejectReason::invalidId);
+  }
+  // A GetCustomer turned away by the gate publishes nothing either.
+  h.engine.holdShard(0);
+  uint64_t held = h.send(GetCustomer{"alice"});
+  for (int i = 0; i < 100; ++i) {
+    const Reply* r = h.replyOf(h.send(GetCustomer{"alice"}));
+    REQUIRE(r != nullptr);
+    REQUIRE(r->rejection()->reason == RejectReason::tooManyPending);
+  }
+  h.engine.resumeShard(0);
+  CHECK(h.await(held).status == ReplyStatus::customer);
+  CHECK(h.engine.log().headSeq() == head);
+  CHECK(h.engine.log().oldestSeq() == 1);
+}
+
+TEST_CASE("an invalid id is never echoed raw: events carry a bounded, valid UTF-8 form") {
+  EngineHarness h;
+  auto carried = [&](std::string id) {
+    Reply r = h.run(CreateCustomer{std::move(id), 1});
+    REQUIRE(r.status == ReplyStatus::rejected);
+    REQUIRE(r.rejection()->reason == RejectReason::invalidId);
+    return std::get<OperationRejected>(h.listener.events.back().body).customer;
+  };
+  std::string bytes = carried("\xff\xfe");
+  CHECK_FALSE(checkId(bytes).has_value());  // valid UTF-8 now: U+FFFD twice
+  CHECK(bytes == "\xEF\xBF\xBD\xEF\xBF\xBD");
+  std::string slash = carried("a/b");
+  CHECK(slash.find('/') == std::string::npos);
+  CHECK(carried(std::string("a\0b", 3)).find('\0') == std::string::npos);
+  std::string huge = carried(std::string(16 * 1024, 'x'));
+  CHECK(huge.size() <= 3 * kMaxIdBytes + 24);
+  CHECK(huge.find("(16384 bytes)") != std::string::npos);
+  // The log keeps that bounded form, not the 16 KiB the client sent.
+  CHECK(h.engine.log().at(h.engine.log().headSeq()).size() * sizeof(capnp::word) < 1024);
 }
