@@ -20,6 +20,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <zmq.hpp>
 
+#include "core/log.h"
 #include "core/wakeup.h"
 #include "tools/cli.h"
 
@@ -56,26 +57,10 @@ constexpr int kReadBatch = 256;
 constexpr int64_t kMaxMessageBytes = 1024 * 1024;
 constexpr int kLingerMs = 1000;
 
-// The same line format as shopd's log: "<UTC time> <component>: <message>".
-[[gnu::format(printf, 1, 2)]] void logLine(const char* format, ...) {
-  auto now = std::chrono::system_clock::now();
-  std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char line[1024];
-  int n = std::snprintf(
-      line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ shop-echo: ", tm.tm_year + 1900,
-      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  va_list args;
-  va_start(args, format);
-  int m = std::vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, format, args);
-  va_end(args);
-  size_t len = static_cast<size_t>(n) + static_cast<size_t>(m < 0 ? 0 : m);
-  if (len > sizeof line - 2) len = sizeof line - 2;
-  line[len++] = '\n';
-  [[maybe_unused]] auto written = ::write(STDERR_FILENO, line, len);
+// Log lines in shopd's format, "<UTC time> shop-echo: <message>".
+template <typename... Args>
+void logLine(const char* format, Args... args) {
+  shop::logLine("shop-echo", format, args...);
 }
 
 // Sends back every message waiting on the ROUTER, up to kReadBatch, without
