@@ -9,9 +9,10 @@
 
 namespace shop::bus {
 
-// Reads and parses `path`. Throws std::runtime_error naming the file and
-// what is wrong with it. Field values are checked later, by the engine, like
-// any other command.
+// Reads and parses `path`. Throws std::runtime_error naming the file, the
+// entry and the field for anything wrong: not JSON, an unknown or missing
+// field, a value the engine would reject, or a product listed twice. A
+// catalog is all or nothing: shopd does not start on a bad one.
 std::vector<AddProduct> loadCatalog(const std::string& path);
 std::vector<AddProduct> parseCatalog(const std::string& json);
 

@@ -13,6 +13,16 @@ constexpr int kReadBatch = 256;
 // Malformed requests are logged in full up to this count, then sampled.
 constexpr uint64_t kMalformedLogged = 20;
 
+// Binds, or throws BindError naming the socket's role and the endpoint.
+void bindNamed(zmq::socket_t& socket, const char* role, const std::string& endpoint) {
+  try {
+    socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw BindError("cannot bind the " + std::string(role) + " endpoint " + endpoint + ": " +
+                    e.what());
+  }
+}
+
 std::string lastEndpoint(zmq::socket_t& socket) {
   return socket.get(zmq::sockopt::last_endpoint);
 }
@@ -28,8 +38,8 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   pub_.set(zmq::sockopt::linger, config_.lingerMs);
   pub_.set(zmq::sockopt::sndhwm, config_.eventsSendHwm);
   if (config_.eventsSendBuffer > 0) pub_.set(zmq::sockopt::sndbuf, config_.eventsSendBuffer);
-  router_.bind(config_.commandsEndpoint);
-  pub_.bind(config_.eventsEndpoint);
+  bindNamed(router_, "commands", config_.commandsEndpoint);
+  bindNamed(pub_, "events", config_.eventsEndpoint);
   commandsEndpoint_ = lastEndpoint(router_);
   eventsEndpoint_ = lastEndpoint(pub_);
   outEvents_.reserve(2 * kReadBatch);

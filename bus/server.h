@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,11 @@ struct ServerConfig {
   int lingerMs = 1000;          // how long close waits to flush replies
   // Also stop when this fd becomes readable (shopd passes a signalfd); -1 = none.
   int stopFd = -1;
+};
+
+// An endpoint that cannot be bound; the message names it.
+struct BindError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Counters for logs and tests. Written by the socket thread only.
@@ -53,7 +59,8 @@ class Server : public EventSink, public ReplySink {
   // are logged when rejected.
   static constexpr uint64_t kLocalTag = 0;
 
-  // Binds both sockets. Throws zmq::error_t when an endpoint cannot be bound.
+  // Binds both sockets. Throws BindError, naming the endpoint, when one
+  // cannot be bound.
   Server(zmq::context_t& context, const ServerConfig& config);
   ~Server() override;
   Server(const Server&) = delete;

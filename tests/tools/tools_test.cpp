@@ -4,7 +4,8 @@
 #include <capnp/compat/json.h>
 #include <capnp/message.h>
 #include <signal.h>
-
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "bus/client.h"
 #include "tests/testkit/embedded_server.h"
@@ -21,8 +22,9 @@ struct Shopctl {
   EmbeddedServer& server;
   std::string out, err;
   int operator()(std::vector<std::string> args) {
-    std::vector<std::string> argv = {SHOPCTL_PATH, "--endpoint", server.commands(), "--events",
-                                     server.events(), "--timeout", "3000"};
+    std::vector<std::string> argv = {SHOPCTL_PATH, "--endpoint",    server.commands(),
+                                     "--events",   server.events(), "--timeout",
+                                     "3000"};
     argv.insert(argv.end(), args.begin(), args.end());
     return Process::run(argv, &out, &err);
   }
@@ -73,9 +75,9 @@ TEST_CASE("shopctl exit codes: 0 accepted, 1 rejected with the reason, 2 usage o
   CHECK(Process::run({SHOPCTL_PATH, "--help"}) == 0);
   std::string err;
   // Nothing listens on port 1: a clear timeout error, exit 2.
-  CHECK(Process::run({SHOPCTL_PATH, "--endpoint", "tcp://127.0.0.1:1", "--timeout", "100", "get",
-                      "alice"},
-                     nullptr, &err) == 2);
+  CHECK(Process::run(
+            {SHOPCTL_PATH, "--endpoint", "tcp://127.0.0.1:1", "--timeout", "100", "get", "alice"},
+            nullptr, &err) == 2);
   CHECK(err.find("timeout") != std::string::npos);
 }
 
@@ -106,7 +108,8 @@ TEST_CASE("shopctl tail prints every event as one JSON object per line, in order
     capnp::MallocMessageBuilder message;
     auto root = message.initRoot<wire::Event>();
     json.decode(kj::StringPtr(line.c_str()), root);  // throws unless valid JSON for Event
-    return std::make_pair(root.asReader().getSeq(), std::string(eventName(bus::fromWire(root.asReader()).body)));
+    return std::make_pair(root.asReader().getSeq(),
+                          std::string(eventName(bus::fromWire(root.asReader()).body)));
   };
   REQUIRE(lines.size() == 5);
   for (size_t i = 0; i < lines.size(); ++i) CHECK(parse(lines[i]).first == i + 1);
@@ -130,7 +133,9 @@ TEST_CASE("shopd on SIGTERM answers what is in flight and exits 0") {
 
   zmq::context_t context(1);
   bus::Client client(context, commands, {.timeoutMs = 2000, .retries = 0});
-  for (int c = 0; c < 20; ++c) REQUIRE(client.call(Command{CommandId::random(), CreateCustomer{"c" + std::to_string(c), 0}}).ok());
+  for (int c = 0; c < 20; ++c)
+    REQUIRE(
+        client.call(Command{CommandId::random(), CreateCustomer{"c" + std::to_string(c), 0}}).ok());
 
   int answered = 0, failedClearly = 0, handlers = 0;
   for (int i = 0; i < 100; ++i) {
@@ -164,4 +169,77 @@ TEST_CASE("shopd rejects bad flags with exit 2 and serves --help") {
   CHECK(out.find("--catalog") != std::string::npos);
   CHECK(Process::run({SHOPD_PATH, "--catalog", "/nonexistent.json"}, nullptr, &err) == 1);
   CHECK(err.find("cannot open catalog") != std::string::npos);
+}
+
+namespace {
+// A catalog file with `json` in it, removed when it goes.
+struct CatalogFile {
+  std::string path;
+  explicit CatalogFile(const std::string& json) {
+    char name[] = "/tmp/shop-catalog-XXXXXX";
+    int fd = ::mkstemp(name);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size()));
+    ::close(fd);
+    path = name;
+  }
+  ~CatalogFile() { ::unlink(path.c_str()); }
+};
+
+// shopd's exit code and stderr for a catalog, on ephemeral ports.
+int startWith(const CatalogFile& catalog, std::string& err) {
+  return Process::run({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events",
+                       "tcp://127.0.0.1:*", "--catalog", catalog.path},
+                      nullptr, &err);
+}
+}  // namespace
+
+TEST_CASE("a bad catalog stops shopd, naming the file, the entry and the field") {
+  std::string err;
+  {
+    CatalogFile typo(R"({"products":[{"product":"x","prize":1}]})");
+    CHECK(startWith(typo, err) == 1);
+    CHECK(err.find(typo.path) != std::string::npos);
+    CHECK(err.find("product #1 ('x'): unknown field 'prize'") != std::string::npos);
+  }
+  {
+    CatalogFile notJson("nope");
+    CHECK(startWith(notJson, err) == 1);
+    CHECK(err.find(notJson.path + ": not valid JSON") != std::string::npos);
+  }
+  {
+    CatalogFile badValue(
+        R"({"products":[{"product":"a","price":"5"},{"product":"b","price":"0"}]})");
+    CHECK(startWith(badValue, err) == 1);
+    CHECK(err.find("product #2 ('b'): price must be > 0") != std::string::npos);
+  }
+  {
+    CatalogFile twice(R"({"products":[{"product":"a","price":"5"},{"product":"a","price":"6"}]})");
+    CHECK(startWith(twice, err) == 1);
+    CHECK(err.find("product #2 ('a'): the same product as #1") != std::string::npos);
+  }
+  {
+    CatalogFile missing(R"({"products":[{"product":"a"}]})");
+    CHECK(startWith(missing, err) == 1);
+    CHECK(err.find("missing field 'price'") != std::string::npos);
+  }
+}
+
+TEST_CASE("shopd names the endpoint it cannot bind") {
+  Process first({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                 "--no-catalog"});
+  std::string line = first.waitForStderrLine("serving commands on ");
+  size_t at = line.find("tcp://");
+  std::string commands = line.substr(at, line.find(',', at) - at);
+  std::string err;
+  CHECK(Process::run(
+            {SHOPD_PATH, "--commands", commands, "--events", "tcp://127.0.0.1:*", "--no-catalog"},
+            nullptr, &err) == 1);
+  CHECK(err.find("cannot bind the commands endpoint " + commands) != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--events", "tcp://nowhere:x", "--commands", "tcp://127.0.0.1:*",
+                      "--no-catalog"},
+                     nullptr, &err) == 1);
+  CHECK(err.find("cannot bind the events endpoint tcp://nowhere:x") != std::string::npos);
+  first.signal(SIGTERM);
+  CHECK(first.wait() == 0);
 }
