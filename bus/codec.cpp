@@ -186,6 +186,7 @@ void toWire(const Reply& reply, wire::Reply::Builder out) {
     case ReplyStatus::events: {
       auto page = out.initEvents();
       page.setHeadSeq(reply.page.headSeq);
+      page.setCapped(reply.page.capped);
       auto list = page.initEvents(static_cast<unsigned>(reply.page.events.size()));
       for (unsigned i = 0; i < reply.page.events.size(); ++i) toWire(reply.page.events[i], list[i]);
       break;
@@ -229,6 +230,7 @@ void toWire(const ReplyView& reply, wire::Reply::Builder out) {
     case ReplyStatus::events: {
       auto page = out.initEvents();
       page.setHeadSeq(reply.headSeq);
+      page.setCapped(reply.capped);
       auto list = page.initEvents(static_cast<unsigned>(reply.count));
       for (unsigned i = 0; i < reply.count; ++i) {
         capnp::FlatArrayMessageReader reader(reply.log->at(reply.first + i));
@@ -297,6 +299,7 @@ ClientReply fromWire(wire::Reply::Reader in) {
       auto page = in.getEvents();
       r.status = ReplyStatus::events;
       r.page.headSeq = page.getHeadSeq();
+      r.page.capped = page.getCapped();
       for (auto e : page.getEvents()) r.page.events.push_back(fromWire(e));
       break;
     }

@@ -209,6 +209,7 @@ struct CustomerView {
 struct EventPage {
   std::vector<Event> events;
   Seq headSeq = 0;
+  bool capped = false;  // the page stopped at its byte cap; read on from the last seq + 1
 };
 
 // `retired`: a retry of a mutation accepted earlier, whose event has left

@@ -28,6 +28,7 @@ Reply toReply(const ReplyView& view) {
       break;
     case ReplyStatus::events:
       out.page.headSeq = view.headSeq;
+      out.page.capped = view.capped;
       for (size_t i = 0; i < view.count; ++i) {
         out.page.events.push_back(decodeEvent(view.log->at(view.first + i)));
       }

@@ -53,6 +53,7 @@ struct ReplyView {
   Seq first = 0;
   size_t count = 0;
   Seq headSeq = 0;
+  bool capped = false;  // events: the page stopped at its byte cap
 };
 
 class ReplySink {

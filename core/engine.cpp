@@ -152,12 +152,25 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
   if (read.maxCount != 0 && read.maxCount < limit) limit = read.maxCount;
   Seq first = std::max(read.fromSeq, oldest);
   size_t count = first > log_.headSeq() ? 0 : std::min<Seq>(limit, log_.headSeq() - first + 1);
+  // Bounded in bytes as well as in count, so that no read can make the
+  // socket thread build (and a client queue) more than about a MiB.
+  size_t bytes = 0;
+  bool capped = false;
+  for (size_t i = 0; i < count; ++i) {
+    bytes += log_.at(first + i).size() * sizeof(capnp::word);
+    if (bytes > config_.readPageBytes && i > 0) {
+      count = i;
+      capped = true;
+      break;
+    }
+  }
   replies_.reply(tag, ReplyView{.commandId = command.id,
                                 .status = ReplyStatus::events,
                                 .log = &log_,
                                 .first = first,
                                 .count = count,
-                                .headSeq = log_.headSeq()});
+                                .headSeq = log_.headSeq(),
+                                .capped = capped});
 }
 
 void Engine::prefetch(const Command& command) const {

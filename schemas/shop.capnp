@@ -183,6 +183,8 @@ struct CustomerView {
 struct EventPage {
   events  @0 :List(Event);  # seq >= fromSeq, ascending, at most maxCount
   headSeq @1 :UInt64;       # the newest seq published when the page was read
+  capped  @2 :Bool;         # the page stopped at the server's byte cap (1 MiB by default)
+                            # before maxCount: read on from the last seq + 1
 }
 
 struct Rejection {

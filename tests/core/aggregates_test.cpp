@@ -298,3 +298,22 @@ TEST_CASE("an invalid id is never echoed raw: events carry a bounded, valid UTF-
   // The log keeps that bounded form, not the 16 KiB the client sent.
   CHECK(h.engine.log().at(h.engine.log().headSeq()).size() * sizeof(capnp::word) < 1024);
 }
+
+TEST_CASE("a ReadEvents page is capped in bytes as well as in count, and says so") {
+  EngineHarness h{EngineConfig{.shards = 1, .readPageBytes = 64 * 1024}};
+  for (int i = 0; i < 2000; ++i) h.run(CreateCustomer{"customer-" + std::to_string(i), 1});
+  Reply page = h.run(ReadEvents{1, 10'000});
+  REQUIRE(page.status == ReplyStatus::events);
+  CHECK(page.page.capped);
+  REQUIRE_FALSE(page.page.events.empty());
+  CHECK(page.page.events.size() < 2000);
+  size_t bytes = 0;
+  for (Seq s = 1; s <= page.page.events.back().seq; ++s) {
+    bytes += h.engine.log().at(s).size() * sizeof(capnp::word);
+  }
+  CHECK(bytes <= 64 * 1024);
+  // Reading on from the last seq + 1 gets the rest; a page within the cap says so.
+  Reply rest = h.run(ReadEvents{page.page.events.back().seq + 1, 10});
+  CHECK(rest.page.events.front().seq == page.page.events.back().seq + 1);
+  CHECK_FALSE(rest.page.capped);
+}
