@@ -12,12 +12,6 @@ std::string text(capnp::Text::Reader t) {
   return std::string(t.cStr(), t.size());
 }
 
-RejectReason reasonFromWire(wire::RejectReason r) {
-  auto v = static_cast<uint16_t>(r);
-  return v <= static_cast<uint16_t>(RejectReason::retentionExceeded) ? static_cast<RejectReason>(v)
-                                                                     : RejectReason::internalError;
-}
-
 }  // namespace
 
 capnp::ReaderOptions untrustedReaderOptions() {

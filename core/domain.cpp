@@ -95,6 +95,8 @@ std::string_view name(RejectReason reason) {
       return "internalError";
     case RejectReason::retentionExceeded:
       return "retentionExceeded";
+    case RejectReason::overloaded:
+      return "overloaded";
   }
   return "unknown";
 }

@@ -118,6 +118,7 @@ enum class RejectReason : uint8_t {
   tooManyPending,
   internalError,
   retentionExceeded,
+  overloaded,
 };
 std::string_view name(RejectReason reason);
 

@@ -26,7 +26,8 @@ bool isQuery(CommandKind kind) {
 // Transient outcomes are not remembered: the command was not applied, so a
 // retry is a new attempt rather than a duplicate.
 bool remembered(RejectReason reason) {
-  return reason != RejectReason::tooManyPending && reason != RejectReason::internalError;
+  return reason != RejectReason::tooManyPending && reason != RejectReason::internalError &&
+         reason != RejectReason::overloaded;
 }
 
 int64_t nowNs() {
@@ -202,6 +203,14 @@ void Engine::submit(Command command, uint64_t tag) {
       dedupe_.remember(command.id, {reply.seq, ReplyStatus::rejected, reply.reason});
     }
     replies_.reply(tag, reply);
+    return;
+  }
+  // The global safety valve, before any per-customer state is touched:
+  // memory stays bounded however many customers send at once.
+  if (inFlight_ >= config_.maxInFlight) {
+    replies_.reply(tag, reject(command, RejectReason::overloaded,
+                               std::to_string(inFlight_) +
+                                   " operations are in flight, the server's bound; retry later"));
     return;
   }
   std::string_view customer = command.customer();

@@ -38,6 +38,7 @@ struct EngineConfig {
   size_t retention = 1'000'000;     // events kept in memory for ReadEvents
   size_t dedupeWindow = 1'000'000;  // completed commandIds remembered
   uint32_t readPageLimit = 10'000;  // most events one ReadEvents returns
+  size_t maxInFlight = 65'536;      // operations admitted and not yet final, all customers
   size_t readPageBytes = 1 << 20;   // most event bytes one ReadEvents returns (at least one event)
 };
 

@@ -14,14 +14,6 @@ std::string text(capnp::Text::Reader t) {
   return std::string(t.cStr(), t.size());
 }
 
-// Enum values from a peer may be newer than ours; map unknown ones to a
-// value that still reads as a rejection.
-RejectReason reasonFromWire(wire::RejectReason r) {
-  auto v = static_cast<uint16_t>(r);
-  return v <= static_cast<uint16_t>(RejectReason::retentionExceeded) ? static_cast<RejectReason>(v)
-                                                                     : RejectReason::internalError;
-}
-
 CommandKind kindFromWire(wire::CommandKind k) {
   auto v = static_cast<uint16_t>(k);
   return v <= static_cast<uint16_t>(CommandKind::readEvents) ? static_cast<CommandKind>(v)
@@ -29,6 +21,12 @@ CommandKind kindFromWire(wire::CommandKind k) {
 }
 
 }  // namespace
+
+RejectReason reasonFromWire(wire::RejectReason r) {
+  auto v = static_cast<uint16_t>(r);
+  return v <= static_cast<uint16_t>(RejectReason::overloaded) ? static_cast<RejectReason>(v)
+                                                              : RejectReason::internalError;
+}
 
 kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id) {
   return kj::arrayPtr(id.bytes.data(), id.bytes.size());

@@ -28,6 +28,9 @@ void toWire(Seq seq, int64_t timestampNs, const CommandId& id, const EventBody& 
 Event fromWire(wire::Event::Reader in);
 CommandId commandIdFromWire(capnp::Data::Reader in);
 kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id);
+// Enum values from a peer may be newer than ours; unknown ones map to
+// internalError, which still reads as a rejection.
+RejectReason reasonFromWire(wire::RejectReason r);
 // A string as Cap'n Proto Text by its size, so that an id holding a NUL byte
 // travels whole (and is rejected as itself) instead of being cut at the NUL.
 inline capnp::Text::Reader textOf(const std::string& s) {

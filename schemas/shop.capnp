@@ -104,6 +104,8 @@ enum RejectReason {
   tooManyPending     @11;   # the customer already has maxPending operations pending
   internalError      @12;   # a fault while handling; the aggregate was restored
   retentionExceeded  @13;   # ReadEvents fromSeq is older than the retained log
+  overloaded         @14;   # the server's global in-flight bound was reached; nothing was
+                            # applied, retry later (the same commandId is safe)
 }
 
 struct Event {

@@ -23,6 +23,8 @@ options:
   --events ENDPOINT     PUB endpoint for events          (default tcp://127.0.0.1:5556)
   --shards N            shard threads                    (default: cores - 1, at least 1; here %u)
   --max-pending N       pending operations per customer  (default 5)
+  --max-in-flight N     operations in flight, all customers; past it
+                        commands are rejected 'overloaded' (default 65536)
   --retention N         events kept for ReadEvents       (default 1000000)
   --dedupe-window N     completed commandIds remembered  (default 1000000)
   --catalog FILE        starter catalog, JSON            (default %s)
@@ -56,6 +58,8 @@ Options parse(int argc, char** argv) {
       o.engine.shards = unsignedValue(a, value(argc, argv, i), 1, 256);
     } else if (a == "--max-pending") {
       o.engine.maxPending = unsignedValue(a, value(argc, argv, i), 1, 1'000'000);
+    } else if (a == "--max-in-flight") {
+      o.engine.maxInFlight = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
     } else if (a == "--retention") {
       o.engine.retention = unsignedValue(a, value(argc, argv, i), 1, 1'000'000'000);
     } else if (a == "--dedupe-window") {

@@ -305,3 +305,25 @@ TEST_CASE(
   CHECK(live.customers.at("alice").balance == 300);
   CHECK(replay(h.listener.events) == live);
 }
+
+TEST_CASE("past the global in-flight bound a command is rejected at once with overloaded") {
+  EngineHarness h{EngineConfig{.shards = 1, .maxInFlight = 3}};
+  for (const char* c : {"a", "b", "c", "d"}) h.run(CreateCustomer{c, 100});
+  h.engine.holdShard(0);
+  std::vector<uint64_t> admitted;
+  for (const char* c : {"a", "b", "c"}) admitted.push_back(h.send(Deposit{c, 10}));
+  CommandId id = CommandId::random();
+  const Reply* refused = h.replyOf(h.send(Deposit{"d", 10}, id));
+  REQUIRE(refused != nullptr);  // at once, with the shard still held
+  CHECK(refused->rejection()->reason == RejectReason::overloaded);
+  CHECK(isRejection(h.listener.events.back(), RejectReason::overloaded));
+  CHECK(h.engine.gate().pending("d") == 0);  // it took no slot
+  CHECK(h.engine.inFlight() == 3);
+  h.engine.resumeShard(0);
+  for (uint64_t tag : admitted) CHECK(h.await(tag).status == ReplyStatus::accepted);
+  // Nothing was applied, and nothing remembered: the same id is a new attempt.
+  CHECK(h.run(Deposit{"d", 10}, id).status == ReplyStatus::accepted);
+  for (const char* c : {"a", "b", "c", "d"}) {
+    CHECK(h.run(GetCustomer{c}).customer->balance == 110);
+  }
+}
