@@ -35,6 +35,8 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
       pub_(context, zmq::socket_type::pub) {
   router_.set(zmq::sockopt::linger, config_.lingerMs);
   router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kDisconnectFrameBytes));
+  router_.set(zmq::sockopt::handshake_ivl, config_.handshakeMs);
+  pub_.set(zmq::sockopt::handshake_ivl, config_.handshakeMs);
   pub_.set(zmq::sockopt::linger, config_.lingerMs);
   pub_.set(zmq::sockopt::sndhwm, config_.eventsSendHwm);
   if (config_.eventsSendBuffer > 0) pub_.set(zmq::sockopt::sndbuf, config_.eventsSendBuffer);

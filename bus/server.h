@@ -25,6 +25,9 @@ struct ServerConfig {
   int eventsSendHwm = 100'000;  // events queued per subscriber before PUB drops
   int eventsSendBuffer = 0;     // SO_SNDBUF of the PUB socket; 0 = OS default
   int lingerMs = 1000;          // how long close waits to flush replies
+  // A peer that connects but does not finish ZeroMQ's handshake in this time
+  // is disconnected, so idle TCP connections cannot pile up (libzmq: 30 s).
+  int handshakeMs = 5000;
   // Also stop when this fd becomes readable (shopd passes a signalfd); -1 = none.
   int stopFd = -1;
 };

@@ -1,6 +1,7 @@
 // shopd: the shop server. One socket thread (ROUTER commands, PUB events)
 // in front of the engine's shard threads.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -75,6 +76,23 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// Every client connection is a file descriptor, and Debian's usual soft
+// limit of 1,024 lets about a thousand idle sockets lock everyone else out.
+// The soft limit goes up to the hard one, and the log says what it is.
+void raiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  rlim_t before = limit.rlim_cur;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+  }
+  shop::logLine("shopd", "open files: soft limit %llu (was %llu), hard limit %llu",
+                static_cast<unsigned long long>(limit.rlim_cur),
+                static_cast<unsigned long long>(before),
+                static_cast<unsigned long long>(limit.rlim_max));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +117,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.server.stopFd = signalFd;
+  raiseOpenFileLimit();
 
   try {
     std::vector<shop::AddProduct> catalog;

@@ -3,6 +3,12 @@
 // on sleeps; the gate is held still through the engine's test seam.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <capnp/serialize.h>
 
 #include <climits>
@@ -400,4 +406,33 @@ TEST_CASE("a client retry after a timeout reuses the commandId and is applied on
     deposits += std::holds_alternative<FundsDeposited>(e.body) && e.commandId == deposit.id;
   }
   CHECK(deposits == 1);
+}
+
+TEST_CASE("a TCP connection that never finishes the handshake is closed by the server") {
+  auto config = EmbeddedServer::defaultConfig();
+  config.handshakeMs = 200;
+  EmbeddedServer server(config);
+  const std::string& endpoint = server.commands();  // tcp://127.0.0.1:PORT
+  int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // Send nothing. The server's greeting arrives; then, at the handshake
+  // deadline, end of stream. Wait for that event (10 s at most), not a time.
+  char buf[256];
+  ssize_t n = 1;
+  for (int reads = 0; n > 0 && reads < 100; ++reads) {
+    pollfd p{fd, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 10'000) == 1);
+    n = ::read(fd, buf, sizeof buf);
+  }
+  CHECK(n <= 0);  // closed by the server (0) or reset (-1)
+  ::close(fd);
+  // And the server keeps serving.
+  Client client(server.context(), server.commands());
+  CHECK(client.call(cmd(CreateCustomer{"after", 1})).ok());
 }

@@ -5,6 +5,7 @@
 #include <capnp/message.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bus/client.h"
@@ -242,4 +243,15 @@ TEST_CASE("shopd names the endpoint it cannot bind") {
   CHECK(err.find("cannot bind the events endpoint tcp://nowhere:x") != std::string::npos);
   first.signal(SIGTERM);
   CHECK(first.wait() == 0);
+}
+
+TEST_CASE("shopd raises its open-file soft limit to the hard limit and logs it") {
+  rlimit limit{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+  Process shopd({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                 "--no-catalog"});
+  std::string line = shopd.waitForStderrLine("open files:");
+  CHECK(line.find("soft limit " + std::to_string(limit.rlim_max)) != std::string::npos);
+  shopd.signal(SIGTERM);
+  CHECK(shopd.wait() == 0);
 }
