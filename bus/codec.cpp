@@ -166,12 +166,15 @@ void toWire(const Reply& reply, wire::Reply::Builder out) {
       toWire(*reply.event, out.initAccepted());
       break;
     case ReplyStatus::rejected: {
-      auto r = out.initRejected();
+      // The same fields as the engine's reply: one encoder for them.
       const OperationRejected* rejection = reply.rejection();
-      r.setReason(static_cast<wire::RejectReason>(rejection->reason));
-      r.setDetail(rejection->detail);
-      r.setSeq(reply.event->seq);
-      r.setOldestSeq(reply.oldestSeq);
+      toWire(ReplyView{.commandId = reply.commandId,
+                       .status = ReplyStatus::rejected,
+                       .reason = rejection->reason,
+                       .detail = rejection->detail,
+                       .seq = reply.event->seq,
+                       .oldestSeq = reply.oldestSeq},
+             out);
       break;
     }
     case ReplyStatus::customer:
@@ -185,12 +188,13 @@ void toWire(const Reply& reply, wire::Reply::Builder out) {
       for (unsigned i = 0; i < reply.page.events.size(); ++i) toWire(reply.page.events[i], list[i]);
       break;
     }
-    case ReplyStatus::retired: {
-      auto r = out.initRetired();
-      r.setSeq(reply.seq);
-      r.setOldestSeq(reply.oldestSeq);
+    case ReplyStatus::retired:
+      toWire(ReplyView{.commandId = reply.commandId,
+                       .status = ReplyStatus::retired,
+                       .seq = reply.seq,
+                       .oldestSeq = reply.oldestSeq},
+             out);
       break;
-    }
   }
 }
 

@@ -64,13 +64,7 @@ void Engine::assertOwner() const {
 }
 
 kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&& body) {
-  scratchEvent_.seq = log_.headSeq() + 1;
-  scratchEvent_.timestampNs = nowNs();
-  scratchEvent_.commandId = id;
-  scratchEvent_.body = std::move(body);
-  auto message = encoder_.append(scratchEvent_, log_);
-  events_.append(PublishedEvent{scratchEvent_, message});
-  return message;
+  return publish(id, std::move(body), PreEncodedEvent{});
 }
 
 kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&& body,
@@ -79,7 +73,10 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
   scratchEvent_.timestampNs = nowNs();
   scratchEvent_.commandId = id;
   scratchEvent_.body = std::move(body);
-  auto message = encoder_.append(encoded, scratchEvent_.timestampNs, log_);
+  // A shard's encoding is copied and stamped; without one (size 0) the
+  // event is encoded here.
+  auto message = encoded.size ? encoder_.append(encoded, scratchEvent_.timestampNs, log_)
+                              : encoder_.append(scratchEvent_, log_);
   events_.append(PublishedEvent{scratchEvent_, message});
   return message;
 }
@@ -340,8 +337,7 @@ void Engine::onOutcome(ShardOutcome& outcome) {
     finish(outcome.op, reply, {reply.seq, ReplyStatus::rejected, reply.reason});
   } else if (auto* body = std::get_if<EventBody>(&outcome.result)) {
     ReplyView reply{.commandId = cmd.id, .status = ReplyStatus::accepted};
-    reply.event = outcome.encoded.size ? publish(cmd.id, std::move(*body), outcome.encoded)
-                                       : publish(cmd.id, std::move(*body));
+    reply.event = publish(cmd.id, std::move(*body), outcome.encoded);
     reply.seq = scratchEvent_.seq;
     finish(outcome.op, reply, {reply.seq, ReplyStatus::accepted});
   } else if (auto* view = std::get_if<CustomerView>(&outcome.result)) {

@@ -122,7 +122,8 @@ class Engine {
   void finish(uint32_t index, const ReplyView& reply, const DedupeOutcome& outcome);
   // Sequences, encodes and logs one event, and hands it to the EventSink.
   kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body);
-  // The same for an event its shard already encoded: copied, seq and time written.
+  // The same for an event its shard already encoded (encoded.size > 0):
+  // copied, seq and time written.
   kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body,
                                           const PreEncodedEvent& encoded);
   // A mutation's rejection is published (rejectNow); a query's is not.
