@@ -1,5 +1,7 @@
 #include "bus/server.h"
 
+#include <thread>
+
 #include "bus/topic.h"
 #include "core/check.h"
 #include "core/log.h"
@@ -36,6 +38,11 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   router_.set(zmq::sockopt::linger, config_.lingerMs);
   router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kDisconnectFrameBytes));
   router_.set(zmq::sockopt::handshake_ivl, config_.handshakeMs);
+  // A reply the peer's pipe cannot take fails with EAGAIN instead of being
+  // dropped (deliver() keeps it), and one to a closed peer with EHOSTUNREACH.
+  router_.set(zmq::sockopt::router_mandatory, true);
+  router_.set(zmq::sockopt::sndhwm, config_.repliesSendHwm);
+  if (config_.repliesSendBuffer > 0) router_.set(zmq::sockopt::sndbuf, config_.repliesSendBuffer);
   pub_.set(zmq::sockopt::handshake_ivl, config_.handshakeMs);
   pub_.set(zmq::sockopt::linger, config_.lingerMs);
   pub_.set(zmq::sockopt::sndhwm, config_.eventsSendHwm);
@@ -96,7 +103,10 @@ void Server::run(Engine& engine) {
       if (++busyTurns % kControlEvery != 0) continue;
     }
     bool sleep = !busy && engine.prepareToSleep();
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(sleep ? -1 : 0));
+    // ZeroMQ has no per-peer writable event, so while replies wait in a
+    // backlog a sleeping loop wakes every millisecond to retry them.
+    auto timeout = std::chrono::milliseconds(!sleep ? 0 : backlogs_.empty() ? -1 : 1);
+    zmq::poll(items.data(), items.size(), timeout);
     if (sleep) engine.wokeUp(items[1].revents & ZMQ_POLLIN);
     if (items[2].revents & ZMQ_POLLIN) {
       control_.clear();
@@ -114,11 +124,28 @@ void Server::run(Engine& engine) {
   engine.drain();
   runPosted(engine);
   engine.commit();
+  // Replies still in backlogs get as long as the socket lingers to drain.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.lingerMs);
+  while (!backlogs_.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    flushBacklogs();
+  }
+  if (!backlogs_.empty()) {
+    logLine(
+        "shopd", "stopping: %zu replies (%zu bytes) to %zu connections not reading are dropped",
+        [this] {
+          size_t n = 0;
+          for (const auto& [peer, backlog] : backlogs_) n += backlog.replies.size();
+          return n;
+        }(),
+        stats_.backlogBytes, backlogs_.size());
+  }
   logLine("shopd",
-          "stopped after %llu requests (%llu malformed), %llu events, head seq %llu, "
+          "stopped after %llu requests (%llu malformed, %llu refused), %llu events, head seq %llu, "
           "%.1f requests per turn",
           static_cast<unsigned long long>(stats_.requests),
           static_cast<unsigned long long>(stats_.malformed),
+          static_cast<unsigned long long>(stats_.requestsRefused),
           static_cast<unsigned long long>(stats_.events),
           static_cast<unsigned long long>(engine.log().headSeq()),
           stats_.turns ? static_cast<double>(stats_.requests) / static_cast<double>(stats_.turns)
@@ -158,6 +185,7 @@ uint64_t Server::takeRoute(Route route) {
 
 void Server::decodeRequest() {
   ++stats_.requests;
+  if (!backlogs_.empty() && refuse(frames_[0])) return;
   Route route{std::move(frames_[0]), false};
   // DEALER: [identity, body]. REQ: [identity, empty, body].
   size_t bodyIndex = 1;
@@ -189,12 +217,108 @@ void Server::sendMalformed(Route& route, const CommandId& id, const std::string&
   outReplies_.push_back(OutgoingReply{std::move(route), encoder_.malformed(id, why)});
 }
 
-void Server::send(Route& route, zmq::message_t& body) {
+bool Server::refuse(const zmq::message_t& identity) {
+  peerKey_.assign(identity.data<char>(), identity.size());
+  auto it = backlogs_.find(peerKey_);
+  if (it == backlogs_.end()) return false;
+  if (it->second.bytes <= config_.backlogBytesPerPeer &&
+      stats_.backlogBytes <= config_.backlogTotalBytes) {
+    return false;
+  }
+  // Not answered, so this backlog stops growing: the backlog is the peer's
+  // back-pressure. A client that reads its replies never gets here.
+  if (stats_.requestsRefused++ % 10'000 == 0) {
+    logLine("shopd",
+            "refusing requests from a connection that is not reading its replies (%zu bytes "
+            "waiting; %zu bytes in all backlogs); %llu refused so far",
+            it->second.bytes, stats_.backlogBytes,
+            static_cast<unsigned long long>(stats_.requestsRefused));
+  }
+  return true;
+}
+
+Server::SendResult Server::trySend(OutgoingReply& reply) {
+  // With ZMQ_ROUTER_MANDATORY the routing-id frame is where the pipe is
+  // checked: EAGAIN when full, EHOSTUNREACH when the peer has gone. A failed
+  // send leaves the message intact. The frames after it cannot fail.
+  if (zmq_msg_send(reply.route.identity.handle(), router_.handle(), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
+      0) {
+    int error = zmq_errno();
+    if (error == EAGAIN) return SendResult::full;
+    if (error == EHOSTUNREACH) return SendResult::closed;
+    throw zmq::error_t();
+  }
+  if (reply.route.reqEnvelope) router_.send(zmq::message_t(), zmq::send_flags::sndmore);
+  router_.send(reply.body, zmq::send_flags::none);
   ++stats_.replies;
-  // ROUTER drops a reply to a peer that has gone; nothing to do then.
-  router_.send(route.identity, zmq::send_flags::sndmore);
-  if (route.reqEnvelope) router_.send(zmq::message_t(), zmq::send_flags::sndmore);
-  router_.send(body, zmq::send_flags::none);
+  return SendResult::sent;
+}
+
+void Server::park(Backlog& backlog, OutgoingReply& reply) {
+  ++stats_.repliesDeferred;
+  backlog.bytes += reply.body.size();
+  stats_.backlogBytes += reply.body.size();
+  backlog.replies.push_back(std::move(reply));
+}
+
+void Server::deliver(OutgoingReply& reply) {
+  if (!backlogs_.empty()) {
+    peerKey_.assign(reply.route.identity.data<char>(), reply.route.identity.size());
+    auto it = backlogs_.find(peerKey_);
+    if (it != backlogs_.end()) {
+      park(it->second, reply);
+      return;
+    }
+  }
+  switch (trySend(reply)) {
+    case SendResult::sent:
+      return;
+    case SendResult::full: {
+      std::string peer(reply.route.identity.data<char>(), reply.route.identity.size());
+      park(backlogs_[std::move(peer)], reply);
+      stats_.backlogPeers = backlogs_.size();
+      return;
+    }
+    case SendResult::closed:
+      dropClosed(1);
+      return;
+  }
+}
+
+void Server::flushBacklogs() {
+  for (auto it = backlogs_.begin(); it != backlogs_.end();) {
+    Backlog& backlog = it->second;
+    while (!backlog.replies.empty()) {
+      OutgoingReply& front = backlog.replies.front();
+      size_t bytes = front.body.size();  // a sent body is left empty
+      SendResult result = trySend(front);
+      if (result == SendResult::full) break;
+      if (result == SendResult::closed) {
+        dropClosed(backlog.replies.size());
+        stats_.backlogBytes -= backlog.bytes;
+        backlog.bytes = 0;
+        backlog.replies.clear();
+        break;
+      }
+      backlog.bytes -= bytes;
+      stats_.backlogBytes -= bytes;
+      backlog.replies.pop_front();
+    }
+    it = backlog.replies.empty() ? backlogs_.erase(it) : std::next(it);
+  }
+  stats_.backlogPeers = backlogs_.size();
+}
+
+void Server::dropClosed(size_t replies) {
+  // The one case where a reply is not delivered: its connection is gone, so
+  // there is nobody to deliver it to. The client's retry with the same
+  // commandId is answered from the dedupe window.
+  uint64_t before = stats_.repliesToClosed;
+  stats_.repliesToClosed += replies;
+  if (before < kMalformedLogged || before / 10'000 != stats_.repliesToClosed / 10'000) {
+    logLine("shopd", "%zu replies to a closed connection dropped (%llu so far)", replies,
+            static_cast<unsigned long long>(stats_.repliesToClosed));
+  }
 }
 
 void Server::append(const PublishedEvent& event) {
@@ -225,7 +349,8 @@ void Server::commit() {
     pub_.send(e.body, zmq::send_flags::none);
   }
   outEvents_.clear();
-  for (auto& r : outReplies_) send(r.route, r.body);
+  if (!backlogs_.empty()) flushBacklogs();  // older replies first
+  for (auto& r : outReplies_) deliver(r);
   outReplies_.clear();
 }
 

@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
@@ -24,7 +26,18 @@ struct ServerConfig {
   std::string eventsEndpoint = "tcp://127.0.0.1:5556";
   int eventsSendHwm = 100'000;  // events queued per subscriber before PUB drops
   int eventsSendBuffer = 0;     // SO_SNDBUF of the PUB socket; 0 = OS default
-  int lingerMs = 1000;          // how long close waits to flush replies
+  // Replies ZeroMQ queues per client connection (ROUTER's ZMQ_SNDHWM) and
+  // SO_SNDBUF of the ROUTER socket (0 = OS default). Replies past these wait
+  // in the server's own per-connection backlog, below.
+  int repliesSendHwm = 1000;
+  int repliesSendBuffer = 0;
+  // A connection whose unread replies hold more than this many bytes in the
+  // server's backlog has its further requests dropped unanswered (and
+  // counted, and logged) until it reads; so does every connection with a
+  // backlog while all backlogs together hold more than backlogTotalBytes.
+  size_t backlogBytesPerPeer = size_t{4} << 20;
+  size_t backlogTotalBytes = size_t{256} << 20;
+  int lingerMs = 1000;  // how long close waits to flush replies
   // A peer that connects but does not finish ZeroMQ's handshake in this time
   // is disconnected, so idle TCP connections cannot pile up (libzmq: 30 s).
   int handshakeMs = 5000;
@@ -43,7 +56,12 @@ struct ServerStats {
   uint64_t malformed = 0;
   uint64_t replies = 0;
   uint64_t events = 0;
-  uint64_t turns = 0;  // loop turns that did work; requests / turns is the batch size
+  uint64_t turns = 0;            // loop turns that did work; requests / turns is the batch size
+  uint64_t repliesDeferred = 0;  // replies that waited in a backlog: their peer was not reading
+  uint64_t repliesToClosed = 0;  // replies whose connection had closed: nobody to deliver to
+  uint64_t requestsRefused = 0;  // dropped unanswered: their connection's backlog was full
+  size_t backlogBytes = 0;       // bytes in the backlogs now
+  size_t backlogPeers = 0;       // connections with a backlog now
 };
 
 // Owned by the socket thread: construct it, the Engine that uses it as its
@@ -105,6 +123,13 @@ class Server : public EventSink, public ReplySink {
     zmq::message_t topic;
     zmq::message_t body;
   };
+  // Replies the ROUTER would not take yet (the peer's pipe was full), in
+  // order. While a peer has one, its replies join it, so order is kept.
+  struct Backlog {
+    std::deque<OutgoingReply> replies;
+    size_t bytes = 0;
+  };
+  enum class SendResult { sent, full, closed };
 
   // Reads up to one batch of requests waiting on the ROUTER without
   // blocking; returns how many.
@@ -112,7 +137,15 @@ class Server : public EventSink, public ReplySink {
   // Decodes the request in frames_ into batch_, or queues its malformed reply.
   void decodeRequest();
   void sendMalformed(Route& route, const CommandId& id, const std::string& why);
-  void send(Route& route, zmq::message_t& body);
+  // Sends a reply now, or appends it to its peer's backlog.
+  void deliver(OutgoingReply& reply);
+  SendResult trySend(OutgoingReply& reply);
+  void park(Backlog& backlog, OutgoingReply& reply);
+  // Sends what the backlogs hold, oldest first, until each peer's pipe is full.
+  void flushBacklogs();
+  // True when a request from this peer must be dropped: its replies are not draining.
+  bool refuse(const zmq::message_t& identity);
+  void dropClosed(size_t replies);
   void runPosted(Engine& engine);
   uint64_t takeRoute(Route route);
 
@@ -128,11 +161,13 @@ class Server : public EventSink, public ReplySink {
   // Socket thread only. Every buffer below is reused turn after turn.
   std::vector<Route> routes_;  // by tag - 1; a tag is live from submit to its reply
   std::vector<uint64_t> freeTags_;
-  std::vector<zmq::message_t> frames_;     // one request's frames
-  std::vector<capnp::word> alignScratch_;  // unaligned request bodies
-  std::vector<Request> batch_;             // decoded, not yet submitted
-  std::vector<OutgoingEvent> outEvents_;   // until commit()
-  std::vector<OutgoingReply> outReplies_;  // until commit(), after the events
+  std::vector<zmq::message_t> frames_;                 // one request's frames
+  std::vector<capnp::word> alignScratch_;              // unaligned request bodies
+  std::vector<Request> batch_;                         // decoded, not yet submitted
+  std::vector<OutgoingEvent> outEvents_;               // until commit()
+  std::vector<OutgoingReply> outReplies_;              // until commit(), after the events
+  std::unordered_map<std::string, Backlog> backlogs_;  // by peer routing id
+  std::string peerKey_;
   std::string topic_;
   ReplyEncoder encoder_;
   ServerStats stats_;

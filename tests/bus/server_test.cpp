@@ -436,3 +436,91 @@ TEST_CASE("a TCP connection that never finishes the handshake is closed by the s
   Client client(server.context(), server.commands());
   CHECK(client.call(cmd(CreateCustomer{"after", 1})).ok());
 }
+
+namespace {
+
+// A DEALER whose receive side holds as little as ZeroMQ and the kernel allow,
+// so that the server's pipe to it fills after a few hundred replies.
+struct TightDealer : RawDealer {
+  explicit TightDealer(EmbeddedServer& s) : RawDealer(s) {
+    socket.close();
+    socket = zmq::socket_t(s.context(), zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::rcvtimeo, 5000);
+    socket.set(zmq::sockopt::rcvhwm, 8);
+    socket.set(zmq::sockopt::rcvbuf, 4096);
+    socket.connect(s.commands());
+  }
+};
+
+bus::ServerConfig tightRepliesConfig() {
+  auto config = EmbeddedServer::defaultConfig();
+  config.repliesSendHwm = 8;
+  config.repliesSendBuffer = 4096;
+  return config;
+}
+
+// Waits (on the server's own counters) until it has read `n` requests.
+void awaitRequests(EmbeddedServer& server, uint64_t n) {
+  for (int polls = 0; server.stats().requests < n; ++polls) REQUIRE(polls < 1'000'000);
+}
+
+}  // namespace
+
+TEST_CASE("a client with thousands of requests outstanding gets every reply once its pipe drains") {
+  EmbeddedServer server(tightRepliesConfig());
+  TightDealer dealer(server);
+  constexpr int kRequests = 3000;
+  std::set<std::string> sent;
+  for (int i = 0; i < kRequests; ++i) {
+    Command c{CommandId::fromNumber(7, static_cast<uint64_t>(i)),
+              CreateCustomer{"p" + std::to_string(i), 1}};
+    sent.insert(c.id.toHex());
+    dealer.socket.send(frameOf(c), zmq::send_flags::none);
+  }
+  awaitRequests(server, kRequests);
+  // The pipe filled: without a backlog, ROUTER would have dropped these.
+  CHECK(server.stats().repliesDeferred > 0);
+  std::set<std::string> received;
+  for (int i = 0; i < kRequests; ++i) {
+    ClientReply r = dealer.receive();
+    CHECK(r.reply.status == ReplyStatus::accepted);
+    received.insert(r.reply.commandId.toHex());
+  }
+  CHECK(received == sent);
+  auto stats = server.stats();
+  CHECK(stats.backlogBytes == 0);
+  CHECK(stats.requestsRefused == 0);
+  CHECK(stats.repliesToClosed == 0);
+}
+
+TEST_CASE("a client that never reads is held to its backlog cap, and others are still served") {
+  auto config = tightRepliesConfig();
+  config.backlogBytesPerPeer = 16 << 10;
+  EmbeddedServer server(config);
+  TightDealer silent(server);
+  constexpr int kRequests = 3000;
+  for (int i = 0; i < kRequests; ++i) {
+    Command c{CommandId::fromNumber(8, static_cast<uint64_t>(i)),
+              CreateCustomer{"q" + std::to_string(i), 1}};
+    silent.socket.send(frameOf(c), zmq::send_flags::none);
+  }
+  awaitRequests(server, kRequests);
+  auto stats = server.stats();
+  CHECK(stats.requestsRefused > 0);
+  CHECK(stats.backlogPeers == 1);
+  // The cap, plus what was already in flight when the backlog crossed it.
+  CHECK(stats.backlogBytes <= config.backlogBytesPerPeer + (256u << 10));
+
+  Client other(server.context(), server.commands());
+  CHECK(other.call(cmd(CreateCustomer{"other", 1})).ok());
+
+  // Reading at last: exactly one reply per request that was not refused,
+  // then nothing else: the next reply is for the next request.
+  auto answered = static_cast<int>(kRequests - stats.requestsRefused);
+  for (int i = 0; i < answered; ++i) CHECK(silent.receive().reply.status == ReplyStatus::accepted);
+  Command last = cmd(CreateCustomer{"last", 1});
+  silent.socket.send(frameOf(last), zmq::send_flags::none);
+  CHECK(silent.receive().reply.commandId == last.id);
+  CHECK(server.stats().backlogBytes == 0);
+}

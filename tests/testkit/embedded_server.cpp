@@ -55,6 +55,10 @@ void EmbeddedServer::stop() {
   server_ = nullptr;
 }
 
+bus::ServerStats EmbeddedServer::stats() {
+  return withEngine([server = server_](Engine&) { return server->stats(); });
+}
+
 unsigned EmbeddedServer::holdShardOfCustomer(const std::string& customer) {
   return withEngine([customer](Engine& engine) {
     unsigned shard = engine.shardOfCustomer(customer);

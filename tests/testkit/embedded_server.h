@@ -41,6 +41,8 @@ class EmbeddedServer {
 
   // Stops the server as SIGTERM would and waits for it to finish.
   void stop();
+  // The running server's counters, read on its socket thread.
+  bus::ServerStats stats();
   // Counters of the stopped server (call after stop()).
   const bus::ServerStats& finalStats() const { return finalStats_; }
 
