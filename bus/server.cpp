@@ -93,6 +93,7 @@ void Server::run(Engine& engine) {
   // starved by load.
   constexpr uint64_t kControlEvery = 64;
   uint64_t busyTurns = 0;
+  std::string failure;
   for (;;) {
     size_t outcomes = engine.poll();
     size_t requests = readRequests(engine);
@@ -112,15 +113,23 @@ void Server::run(Engine& engine) {
       control_.clear();
       runPosted(engine);
     }
-    if (stopRequested_.load(std::memory_order_acquire) ||
+    failure = engine.failure();
+    if (!failure.empty() || stopRequested_.load(std::memory_order_acquire) ||
         (items.size() > 3 && (items[3].revents & ZMQ_POLLIN))) {
       break;
     }
   }
 
-  // Shutdown: what clients already sent is answered; then nothing is in flight.
-  logLine("shopd", "stopping: answering %zu in flight", engine.inFlight());
-  readRequests(engine);
+  // Shutdown: what clients already sent is answered; then nothing is in
+  // flight. After a shard failure nothing new is read, and what the healthy
+  // shards decided still goes out.
+  if (failure.empty()) {
+    logLine("shopd", "stopping: answering %zu in flight", engine.inFlight());
+    readRequests(engine);
+  } else {
+    logLine("shopd", "stopping after a fatal error in %s; %zu commands in flight", failure.c_str(),
+            engine.inFlight());
+  }
   engine.drain();
   runPosted(engine);
   engine.commit();
@@ -150,6 +159,7 @@ void Server::run(Engine& engine) {
           static_cast<unsigned long long>(engine.log().headSeq()),
           stats_.turns ? static_cast<double>(stats_.requests) / static_cast<double>(stats_.turns)
                        : 0.0);
+  if (!failure.empty()) throw ServerFailure("stopped on a fatal error in " + failure);
 }
 
 size_t Server::readRequests(Engine& engine) {

@@ -50,6 +50,11 @@ struct BindError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// run() stopped because a part of the engine failed (a broken invariant).
+struct ServerFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Counters for logs and tests. Written by the socket thread only.
 struct ServerStats {
   uint64_t requests = 0;
@@ -93,6 +98,8 @@ class Server : public EventSink, public ReplySink {
 
   // Serves `engine` until requestStop() or stopFd. Then answers the requests
   // already received, waits for every in-flight command's reply, and returns.
+  // When a shard fails instead, it stops reading, sends what was decided,
+  // and throws ServerFailure naming the failure.
   void run(Engine& engine);
   // Thread-safe and async-signal-safe.
   void requestStop();

@@ -298,8 +298,15 @@ size_t Engine::wait(int timeoutMs) {
 }
 
 void Engine::drain() {
-  while (inFlight_ > 0) wait(-1);
+  while (inFlight_ > 0 && failure().empty()) wait(-1);
   commit();
+}
+
+std::string Engine::failure() const {
+  for (const auto& shard : shards_) {
+    if (shard->failed()) return "shard " + std::to_string(shard->index()) + ": " + shard->failure();
+  }
+  return {};
 }
 
 void Engine::onOutcome(ShardOutcome& outcome) {
@@ -367,6 +374,12 @@ void Engine::finish(uint32_t index, const ReplyView& reply, const DedupeOutcome&
 void Engine::holdShard(unsigned k) {
   SHOP_CHECK(k < shards_.size(), "no shard %u", k);
   stage(k, ShardTask{.step = Step::hold});
+  commit();
+}
+
+void Engine::injectShardFailure(unsigned k) {
+  SHOP_CHECK(k < shards_.size(), "no shard %u", k);
+  stage(k, ShardTask{.step = Step::fail});
   commit();
 }
 

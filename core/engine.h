@@ -71,8 +71,11 @@ class Engine {
   // Commits, blocks up to timeoutMs (-1: forever) for outcomes, then polls
   // and commits again.
   size_t wait(int timeoutMs);
-  // Waits until no operation is in flight.
+  // Waits until no operation is in flight, or until a shard has failed.
   void drain();
+  // The failure of a shard that stopped on a broken invariant, or empty.
+  // Operations on a failed shard never finish; the owner should stop.
+  std::string failure() const;
 
   // For an event loop that sleeps on wakeFd() among other fds:
   //   bool sleep = engine.prepareToSleep();   // commits; false: outcomes already wait
@@ -104,6 +107,8 @@ class Engine {
   // The next step that touches this aggregate throws inside its handler.
   void injectCustomerFault(std::string_view customer);
   void injectProductFault(std::string_view product);
+  // Shard k fails as on a broken invariant outside any command.
+  void injectShardFailure(unsigned k);
   // Live state of every aggregate. Blocks; no shard may be held. Reserved
   // stock of buys in flight is not in it, so take it when inFlight() == 0.
   ShopState snapshot();

@@ -52,16 +52,36 @@ void Shard::run() {
   moodycamel::ConsumerToken token(inbox_);
   ShardTask batch[kBatch];
   pendingOut_.reserve(kBatch);
-  for (;;) {
-    size_t n = inbox_.wait_dequeue_bulk(token, batch, kBatch);
-    bool stop = false;
-    for (size_t i = 0; i < n; ++i) {
-      if (!stop) stop = handle(batch[i]);
-      batch[i] = ShardTask{};  // drop borrowed pointers and strings now
+  try {
+    for (;;) {
+      size_t n = inbox_.wait_dequeue_bulk(token, batch, kBatch);
+      bool stop = false;
+      for (size_t i = 0; i < n; ++i) {
+        if (!stop) stop = handle(batch[i]);
+        batch[i] = ShardTask{};  // drop borrowed pointers and strings now
+      }
+      flush();
+      if (stop) return;
     }
-    flush();
-    if (stop) return;
+  } catch (const std::exception& e) {
+    fail(e.what());
+  } catch (...) {
+    fail("an exception that is not a std::exception");
   }
+}
+
+void Shard::fail(const char* what) {
+  // Outside a command's supervision nothing says the aggregates are intact,
+  // so the shard stops deciding. What it decided before the failure is
+  // delivered; the engine sees failed() and the server stops.
+  logLine("shard", "%u: fatal: %s; this shard stops", index_, what);
+  try {
+    flush();
+  } catch (...) {  // the outbox could not take them: they are lost with the shard
+  }
+  failure_ = what;
+  failed_.store(true, std::memory_order_release);
+  wakeup_.notify();
 }
 
 // GCC 12 reports a false -Wstringop-overflow inside moodycamel's bulk enqueue
@@ -88,6 +108,8 @@ bool Shard::handle(ShardTask& task) {
     case Step::armFault:
       armedFaults_.insert(std::move(task.key));
       return false;
+    case Step::fail:
+      SHOP_CHECK(false, "shard %u: failure injected by a test", index_);
     case Step::snapshot: {
       ShopState state;
       for (const auto& [id, c] : customers_) state.customers.emplace(id, c);

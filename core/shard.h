@@ -37,6 +37,7 @@ enum class Step : uint8_t {
   hold,       // test seam: block until Shard::resume()
   armFault,   // test seam: the next command touching `key` throws
   snapshot,   // test seam: copy this shard's state into `snapshotOut`
+  fail,       // test seam: a failed invariant check outside any command
   stop,       // leave the loop after the tasks before it
 };
 
@@ -97,6 +98,11 @@ class Shard {
   void resume();
 
   unsigned index() const { return index_; }
+  // True once an exception escaped outside any command's supervision (a
+  // broken invariant): the shard logged it and stopped; its state is not
+  // trusted. Thread-safe. failure() says what happened, once failed().
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  const std::string& failure() const { return failure_; }
 
  private:
   void run();
@@ -106,8 +112,11 @@ class Shard {
   void throwIfArmed(AggregateKind kind, std::string_view id);
   Product* reservable(const BuyProduct& buy, ShardOutcome& out);
   void flush();
+  void fail(const char* what);
 
   unsigned index_;
+  std::string failure_;  // written before failed_ is set
+  std::atomic<bool> failed_{false};
   OutcomeQueue& outbox_;
   Wakeup& wakeup_;
   Inbox inbox_;

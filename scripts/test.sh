@@ -3,22 +3,26 @@
 #   scripts/test.sh                    # normal build in build/
 #   scripts/test.sh --sanitize address # ASan+UBSan build in build-address/
 #   scripts/test.sh --sanitize thread  # TSan build in build-thread/
+#   scripts/test.sh --debug ...        # Debug build (no optimizer) in build[-SAN]-debug/
 # Set SHOP_WERROR=ON to treat warnings as errors (CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sanitize=""
+build_type="RelWithDebInfo"
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize="${2:?--sanitize needs address or thread}"; shift 2 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --debug) build_type="Debug"; shift ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 
 scripts/install-deps.sh
 dir="build${sanitize:+-$sanitize}"
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+[ "$build_type" = Debug ] && dir="$dir-debug"
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$build_type" \
   -DSHOP_SANITIZE="$sanitize" -DSHOP_WERROR="${SHOP_WERROR:-OFF}" >/dev/null
 cmake --build "$dir" -j "$(nproc)"
 

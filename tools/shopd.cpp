@@ -141,11 +141,14 @@ int main(int argc, char** argv) {
     if (::read(signalFd, &info, sizeof info) == sizeof info) {
       shop::logLine("shopd", "stopped by %s", strsignal(static_cast<int>(info.ssi_signo)));
     }
+  } catch (const shop::bus::ServerFailure& e) {
+    shop::logLine("shopd", "%s", e.what());
+    return 70;  // EX_SOFTWARE: a bug stopped the server
   } catch (const zmq::error_t& e) {
     shop::logLine("shopd", "cannot serve: %s", e.what());
     return 1;
   } catch (const std::exception& e) {
-    shop::logLine("shopd", "%s", e.what());
+    shop::logLine("shopd", "fatal: %s", e.what());
     return 1;
   }
   return 0;

@@ -524,3 +524,21 @@ TEST_CASE("a client that never reads is held to its backlog cap, and others are 
   CHECK(silent.receive().reply.commandId == last.id);
   CHECK(server.stats().backlogBytes == 0);
 }
+
+TEST_CASE("a shard that fails outside any command stops the server cleanly, and says why") {
+  EmbeddedServer server;
+  Client client(server.context(), server.commands());
+  REQUIRE(client.call(cmd(CreateCustomer{"before", 10})).ok());
+  unsigned broken = server.withEngine([](Engine& engine) {
+    unsigned shard = engine.shardOfCustomer("victim");
+    engine.injectShardFailure(shard);
+    // Queued behind the failure: it never finishes, and the stop must not wait for it.
+    engine.submit(cmd(CreateCustomer{"victim", 1}), bus::Server::kLocalTag);
+    return shard;
+  });
+  // The server notices at once, with no request needed, and stops.
+  std::string error = server.waitStopped();
+  CHECK(error.find("shard " + std::to_string(broken)) != std::string::npos);
+  CHECK(error.find("failure injected by a test") != std::string::npos);
+  CHECK(server.finalStats().replies == 1);
+}

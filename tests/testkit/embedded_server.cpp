@@ -31,7 +31,11 @@ EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConf
       return;
     }
     ready.set_value(server.get());
-    server->run(*engine);
+    try {
+      server->run(*engine);
+    } catch (const std::exception& e) {
+      runError_ = e.what();
+    }
     finalStats_ = server->stats();
   });
   try {
@@ -53,6 +57,12 @@ void EmbeddedServer::stop() {
   server_->requestStop();
   thread_.join();
   server_ = nullptr;
+}
+
+std::string EmbeddedServer::waitStopped() {
+  if (thread_.joinable()) thread_.join();
+  server_ = nullptr;
+  return runError_;
 }
 
 bus::ServerStats EmbeddedServer::stats() {

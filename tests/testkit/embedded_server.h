@@ -41,6 +41,9 @@ class EmbeddedServer {
 
   // Stops the server as SIGTERM would and waits for it to finish.
   void stop();
+  // Waits for the server to stop on its own (a fatal error); returns what
+  // run() threw, or empty when it returned.
+  std::string waitStopped();
   // The running server's counters, read on its socket thread.
   bus::ServerStats stats();
   // Counters of the stopped server (call after stop()).
@@ -53,6 +56,7 @@ class EmbeddedServer {
   bus::Server* server_ = nullptr;  // lives on thread_'s stack
   std::thread thread_;
   bus::ServerStats finalStats_;
+  std::string runError_;
 };
 
 template <typename Fn>
