@@ -73,12 +73,48 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
   scratchEvent_.timestampNs = nowNs();
   scratchEvent_.commandId = id;
   scratchEvent_.body = std::move(body);
-  // A shard's encoding is copied and stamped; without one (size 0) the
-  // event is encoded here.
-  auto message = encoded.size ? encoder_.append(encoded, scratchEvent_.timestampNs, log_)
-                              : encoder_.append(scratchEvent_, log_);
+  bool restated = foldStock(scratchEvent_.body);
+  // A shard's encoding is copied and stamped; without one (size 0), or when
+  // the sequencer restated a field, the event is encoded here.
+  auto message = encoded.size && !restated
+                     ? encoder_.append(encoded, scratchEvent_.timestampNs, log_)
+                     : encoder_.append(scratchEvent_, log_);
   events_.append(PublishedEvent{scratchEvent_, message});
   return message;
+}
+
+bool Engine::foldStock(EventBody& body) {
+  // Stock moves on two kinds of shard: buys and returns are decided at the
+  // customer, adds and restocks at the product. Only this thread sees them
+  // in seq order, so the stock an event states is the one it keeps here:
+  // what a replay of the log gives at that seq. The product shard's own
+  // figure can differ by a buy reserved but not yet published, or by units
+  // returned but not yet back on the shelf.
+  auto stockOf = [this](const std::string& product) -> Quantity& {
+    auto it = stockBySeq_.find(product);
+    SHOP_CHECK(it != stockBySeq_.end(),
+               "a stock event about a product (%zu-byte id) before its ProductAdded",
+               product.size());
+    return it->second;
+  };
+  if (auto* bought = std::get_if<ProductBought>(&body)) {
+    stockOf(bought->product) -= bought->quantity;
+  } else if (auto* returned = std::get_if<ProductReturned>(&body)) {
+    stockOf(returned->product) += returned->quantity;
+  } else if (auto* added = std::get_if<ProductAdded>(&body)) {
+    stockBySeq_.emplace(added->product, added->stock);
+  } else if (auto* restocked = std::get_if<ProductRestocked>(&body)) {
+    Quantity& stock = stockOf(restocked->product);
+    Quantity after;
+    // The shard checked its own figure; this one is larger only by units in
+    // flight, so overflow here needs stock near 2^63 and keeps the shard's.
+    if (__builtin_add_overflow(stock, restocked->quantity, &after)) return false;
+    stock = after;
+    if (restocked->stock == after) return false;
+    restocked->stock = after;
+    return true;
+  }
+  return false;
 }
 
 ReplyView Engine::reject(const Command& command, RejectReason reason, std::string detail) {

@@ -131,6 +131,9 @@ class Engine {
   // copied, seq and time written.
   kj::ArrayPtr<const capnp::word> publish(const CommandId& id, EventBody&& body,
                                           const PreEncodedEvent& encoded);
+  // Keeps stockBySeq_ and writes it into the stock a ProductRestocked
+  // states; true when that changed the event.
+  bool foldStock(EventBody& body);
   // A mutation's rejection is published (rejectNow); a query's is not.
   ReplyView reject(const Command& command, RejectReason reason, std::string detail);
   ReplyView rejectNow(const Command& command, RejectReason reason, std::string detail);
@@ -147,6 +150,8 @@ class Engine {
   DedupeWindow dedupe_;
   EventLog log_;
   EventEncoder encoder_;
+  // Each product's stock as a replay of the log up to the head gives it.
+  std::unordered_map<std::string, Quantity, StringHash, std::equal_to<>> stockBySeq_;
   Event scratchEvent_;         // reused by publish(): its strings keep their capacity
   std::string scratchDetail_;  // reused for details rebuilt from the window
   Wakeup wakeup_;

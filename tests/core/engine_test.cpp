@@ -7,10 +7,19 @@
 
 using namespace shop;
 using shop::testkit::EngineHarness;
+using shop::testkit::firstStatedMismatch;
 
 namespace {
 
 // A customer id other than `other` that lives on the same shard.
+// A customer id that lives on a shard other than product `product`'s.
+std::string otherShardThan(const Engine& engine, const std::string& product) {
+  for (int i = 0;; ++i) {
+    std::string id = "far-" + std::to_string(i);
+    if (engine.shardOfCustomer(id) != engine.shardOfProduct(product)) return id;
+  }
+}
+
 std::string sameShardAs(const Engine& engine, const std::string& other) {
   for (int i = 0;; ++i) {
     std::string id = "neighbour-" + std::to_string(i);
@@ -326,4 +335,47 @@ TEST_CASE("past the global in-flight bound a command is rejected at once with ov
   for (const char* c : {"a", "b", "c", "d"}) {
     CHECK(h.run(GetCustomer{c}).customer->balance == 110);
   }
+}
+
+TEST_CASE("a restock decided while returned units are on their way states the replayed stock") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  h.run(AddProduct{"kettle", 30, 5});
+  std::string customer = otherShardThan(h.engine, "kettle");
+  h.run(CreateCustomer{customer, 100});
+  REQUIRE(h.run(BuyProduct{customer, "kettle", 2}).status == ReplyStatus::accepted);
+  // The restock reaches the product shard before the returned units do:
+  // the return is decided at the customer's shard and published at once.
+  unsigned productShard = h.engine.shardOfProduct("kettle");
+  h.engine.holdShard(productShard);
+  uint64_t restock = h.send(Restock{"kettle", 10});
+  REQUIRE(h.run(ReturnProduct{customer, "kettle", 2}).status == ReplyStatus::accepted);
+  h.engine.resumeShard(productShard);
+  const Reply& restocked = h.await(restock);
+  REQUIRE(restocked.status == ReplyStatus::accepted);
+  // In seq order: 5 added, 2 bought, 2 returned, then +10.
+  CHECK(std::get<ProductRestocked>(restocked.event->body).stock == 15);
+  CHECK(firstStatedMismatch(h.listener.events) == "");
+  h.engine.drain();
+  CHECK(replay(h.listener.events) == h.engine.snapshot());
+}
+
+TEST_CASE("a restock decided while a buy holds reserved units states the replayed stock") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  h.run(AddProduct{"kettle", 30, 5});
+  std::string customer = otherShardThan(h.engine, "kettle");
+  h.run(CreateCustomer{customer, 100});
+  // The buy reserves at the product, then waits at the held customer shard;
+  // the restock is decided and published in between.
+  unsigned customerShard = h.engine.shardOfCustomer(customer);
+  h.engine.holdShard(customerShard);
+  uint64_t buy = h.send(BuyProduct{customer, "kettle", 2});
+  const Reply& restocked = h.run(Restock{"kettle", 10});
+  REQUIRE(restocked.status == ReplyStatus::accepted);
+  CHECK(std::get<ProductRestocked>(restocked.event->body).stock ==
+        15);  // the buy is not in the log yet
+  h.engine.resumeShard(customerShard);
+  REQUIRE(h.await(buy).status == ReplyStatus::accepted);
+  CHECK(firstStatedMismatch(h.listener.events) == "");
+  h.engine.drain();
+  CHECK(h.engine.snapshot().products.at("kettle").stock == 13);
 }

@@ -103,6 +103,8 @@ TEST_CASE("randomised concurrent workload conserves money and stock") {
   // Every request got exactly one reply.
   for (const auto& [tag, replies] : h.listener.replies) REQUIRE(replies.size() == 1);
   checkGapFree(h.listener.events);
+  // Every balance and stock an event states is what a replay gives at its seq.
+  CHECK(testkit::firstStatedMismatch(h.listener.events) == "");
 
   Money moneyIn = 0;
   Quantity stockIn = 0;

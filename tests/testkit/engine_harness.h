@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "core/engine.h"
@@ -20,6 +21,11 @@ class RecordingListener : public EngineListener {
   std::vector<Event> events;
   std::map<uint64_t, std::vector<Reply>> replies;  // by tag; more than one is a bug
 };
+
+// Replays `events` in seq order and checks every state an event states (a
+// balance, a stock) against the replay at that seq. Returns the first
+// disagreement, described, or empty when all agree.
+std::string firstStatedMismatch(const std::vector<Event>& events);
 
 class EngineHarness {
  public:
