@@ -7,6 +7,7 @@ namespace shop::bus {
 Client::Client(zmq::context_t& context, const std::string& endpoint, ClientOptions options)
     : options_(options), socket_(context, zmq::socket_type::dealer) {
   socket_.set(zmq::sockopt::linger, 0);
+  secureClient(socket_, options_.curve);
   socket_.connect(endpoint);
 }
 
@@ -16,10 +17,12 @@ void Client::send(const Command& command, ReplyHandler handler) {
   zmq::message_t frame = toFrame(message);
   zmq::message_t copy;
   copy.copy(frame);
-  socket_.send(frame, zmq::send_flags::none);
+  // Never blocks: with no connection (a server that is down, or that
+  // refused this client's key) the attempt just times out.
+  bool sent = socket_.send(frame, zmq::send_flags::dontwait).has_value();
   pending_[command.id] =
       Pending{std::move(copy), Clock::now() + std::chrono::milliseconds(options_.timeoutMs),
-              options_.retries, std::move(handler)};
+              options_.retries, std::move(handler), sent};
 }
 
 void Client::receive(zmq::message_t& frame) {
@@ -56,17 +59,19 @@ size_t Client::expire() {
       ++retriesSent_;
       zmq::message_t copy;
       copy.copy(p.frame);
-      socket_.send(copy, zmq::send_flags::none);
+      p.sent = socket_.send(copy, zmq::send_flags::dontwait).has_value() || p.sent;
       p.deadline = now + std::chrono::milliseconds(options_.timeoutMs);
       ++it;
       continue;
     }
     ReplyHandler handler = std::move(p.handler);
     int attempts = options_.retries + 1;
+    bool sent = p.sent;
     it = pending_.erase(it);
     handler(CallResult{std::nullopt, "timeout: no reply after " + std::to_string(attempts) +
                                          " attempt(s) of " + std::to_string(options_.timeoutMs) +
-                                         " ms"});
+                                         " ms" +
+                                         (sent ? "" : " (never sent: no connection was made)")});
     ++fired;
   }
   return fired;

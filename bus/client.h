@@ -10,6 +10,7 @@
 
 #include <zmq.hpp>
 
+#include "bus/access.h"
 #include "bus/codec.h"
 #include "core/domain.h"
 
@@ -29,6 +30,7 @@ using ReplyHandler = std::function<void(const CallResult&)>;
 struct ClientOptions {
   int timeoutMs = 2000;  // per attempt
   int retries = 2;       // resends after the first attempt, with the same commandId
+  ClientCurve curve;     // off by default
 };
 
 // Owned by one thread; not thread-safe.
@@ -55,6 +57,7 @@ class Client {
     Clock::time_point deadline;
     int retriesLeft = 0;
     ReplyHandler handler;
+    bool sent = false;  // some attempt reached ZeroMQ's queue
   };
 
   void receive(zmq::message_t& frame);

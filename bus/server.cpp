@@ -1,5 +1,6 @@
 #include "bus/server.h"
 
+#include <cstring>
 #include <thread>
 
 #include "bus/topic.h"
@@ -47,6 +48,10 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   pub_.set(zmq::sockopt::linger, config_.lingerMs);
   pub_.set(zmq::sockopt::sndhwm, config_.eventsSendHwm);
   if (config_.eventsSendBuffer > 0) pub_.set(zmq::sockopt::sndbuf, config_.eventsSendBuffer);
+  if (config_.access) {
+    config_.access->secure(router_, "commands");
+    config_.access->secure(pub_, "events");
+  }
   bindNamed(router_, "commands", config_.commandsEndpoint);
   bindNamed(pub_, "events", config_.eventsEndpoint);
   commandsEndpoint_ = lastEndpoint(router_);
@@ -177,7 +182,14 @@ size_t Server::readRequests(Engine& engine) {
     decodeRequest();
   }
   for (const auto& request : batch_) engine.prefetch(request.command);
-  for (auto& request : batch_) engine.submit(std::move(request.command), request.tag);
+  for (auto& request : batch_) {
+    if (request.forbidden) [[unlikely]] {
+      engine.refuse(request.command, request.tag, RejectReason::forbidden,
+                    std::string(name(request.command.kind())) + " needs an admin key");
+    } else {
+      engine.submit(std::move(request.command), request.tag);
+    }
+  }
   batch_.clear();
   return read;
 }
@@ -215,7 +227,16 @@ void Server::decodeRequest() {
     sendMalformed(route, decoded.id, decoded.malformed);
     return;
   }
-  batch_.push_back(Request{takeRoute(std::move(route)), std::move(*decoded.command)});
+  // The role is the User-Id that the ZAP handler gave the connection.
+  bool forbidden = false;
+  if (config_.access && config_.access->curve()) {
+    CommandKind kind = decoded.command->kind();
+    if (kind == CommandKind::addProduct || kind == CommandKind::restock) {
+      const char* role = zmq_msg_gets(frames_[bodyIndex].handle(), "User-Id");
+      forbidden = role == nullptr || std::strcmp(role, kAdminRole) != 0;
+    }
+  }
+  batch_.push_back(Request{takeRoute(std::move(route)), std::move(*decoded.command), forbidden});
 }
 
 void Server::sendMalformed(Route& route, const CommandId& id, const std::string& why) {

@@ -14,6 +14,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <zmq.hpp>
 
+#include "bus/access.h"
 #include "bus/codec.h"
 #include "core/egress.h"
 #include "core/engine.h"
@@ -43,6 +44,9 @@ struct ServerConfig {
   int handshakeMs = 5000;
   // Also stop when this fd becomes readable (shopd passes a signalfd); -1 = none.
   int stopFd = -1;
+  // Keys, roles and the connection cap; null: anyone may connect, and use
+  // every command. Must outlive the server.
+  AccessControl* access = nullptr;
 };
 
 // An endpoint that cannot be bound; the message names it.
@@ -125,6 +129,7 @@ class Server : public EventSink, public ReplySink {
   struct Request {
     uint64_t tag;
     Command command;
+    bool forbidden = false;  // a catalog command from a key without the admin role
   };
   struct OutgoingEvent {
     zmq::message_t topic;

@@ -14,7 +14,8 @@ CatchUpSubscriber::CatchUpSubscriber(zmq::context_t& context, const std::string&
       next_(options_.from == 0 ? 1 : options_.from) {
   sub_.set(zmq::sockopt::linger, 0);
   sub_.set(zmq::sockopt::rcvhwm, options_.rcvHwm);
-  sub_.set(zmq::sockopt::subscribe, "");  // every seq, to see gaps (see class comment)
+  sub_.set(zmq::sockopt::subscribe, "");      // every seq, to see gaps (see class comment)
+  secureClient(sub_, options_.client.curve);  // the same keys as the commands socket
   sub_.connect(eventsEndpoint);
 }
 

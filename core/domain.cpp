@@ -97,6 +97,8 @@ std::string_view name(RejectReason reason) {
       return "retentionExceeded";
     case RejectReason::overloaded:
       return "overloaded";
+    case RejectReason::forbidden:
+      return "forbidden";
   }
   return "unknown";
 }

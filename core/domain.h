@@ -119,6 +119,7 @@ enum class RejectReason : uint8_t {
   internalError,
   retentionExceeded,
   overloaded,
+  forbidden,
 };
 std::string_view name(RejectReason reason);
 

@@ -211,6 +211,16 @@ void Engine::prefetch(const Command& command) const {
   if (!isQuery(command.kind())) dedupe_.prefetch(command.id);
 }
 
+void Engine::refuse(const Command& command, uint64_t tag, RejectReason reason, std::string detail) {
+  assertOwner();
+  // Validation still comes first: an invalid id is never echoed raw.
+  if (auto invalid = validate(command)) {
+    reason = invalid->reason;
+    detail = std::move(invalid->detail);
+  }
+  replies_.reply(tag, reject(command, reason, std::move(detail)));
+}
+
 void Engine::submit(Command command, uint64_t tag) {
   assertOwner();
   CommandKind kind = command.kind();

@@ -60,6 +60,10 @@ class Engine {
   // Admits one request; its reply goes to the ReplySink with `tag`, possibly
   // before submit returns (rejections, reads, dedupe hits).
   void submit(Command command, uint64_t tag);
+  // Rejects a command at once for a reason found outside the engine (the
+  // sender's key may not use it: forbidden). Nothing is applied or
+  // remembered, so the same id from a sender that may is a new command.
+  void refuse(const Command& command, uint64_t tag, RejectReason reason, std::string detail);
   // Optional: a caller holding a batch of commands calls this for each before
   // submitting them, so that their lookups overlap their cache misses.
   void prefetch(const Command& command) const;

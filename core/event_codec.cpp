@@ -24,7 +24,7 @@ CommandKind kindFromWire(wire::CommandKind k) {
 
 RejectReason reasonFromWire(wire::RejectReason r) {
   auto v = static_cast<uint16_t>(r);
-  return v <= static_cast<uint16_t>(RejectReason::overloaded) ? static_cast<RejectReason>(v)
+  return v <= static_cast<uint16_t>(RejectReason::forbidden) ? static_cast<RejectReason>(v)
                                                               : RejectReason::internalError;
 }
 

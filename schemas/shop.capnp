@@ -106,6 +106,8 @@ enum RejectReason {
   retentionExceeded  @13;   # ReadEvents fromSeq is older than the retained log
   overloaded         @14;   # the server's global in-flight bound was reached; nothing was
                             # applied, retry later (the same commandId is safe)
+  forbidden          @15;   # the client's key may not use this command (the catalog
+                            # commands need an admin key)
 }
 
 struct Event {

@@ -23,7 +23,7 @@ using shop::cli::formatMoney;
 using shop::cli::UsageError;
 
 constexpr const char* kUsage =
-    R"(usage: shopctl [--endpoint E] [--events E] [--timeout MS] COMMAND ARGS
+    R"(usage: shopctl [--endpoint E] [--events E] [--timeout MS] [--curve-* FILE] COMMAND ARGS
 
 commands:
   create CUSTOMER [AMOUNT]          create a customer with an initial balance (default 0.00)
@@ -35,11 +35,15 @@ commands:
   get CUSTOMER                      show balance and holdings
   tail [--customer ID] [--from SEQ] print events as JSON, one per line, until Ctrl-C
                                     (--from 1: everything retained; default: new events only)
+  keygen NAME                       write a CURVE key pair: NAME.key (secret, mode 0600)
+                                    and NAME.pub (public)
 
 options:
   --endpoint E   command socket (default tcp://127.0.0.1:5555)
   --events E     event socket, for tail (default tcp://127.0.0.1:5556)
   --timeout MS   per attempt; two retries with the same commandId (default 2000)
+  --curve-server-key FILE  the server's public key (NAME.pub): turns CURVE on
+  --curve-client-key FILE  this client's key pair (NAME.key), listed by the server
   -h, --help     this text
 
 Amounts are decimals with up to two places (12.50) and travel as minor units.
@@ -50,6 +54,9 @@ struct Options {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string events = "tcp://127.0.0.1:5556";
   int timeoutMs = 2000;
+  std::string curveServerKey;
+  std::string curveClientKey;
+  shop::bus::ClientCurve curve;   // read from the two files above
   std::vector<std::string> args;  // the subcommand and its arguments
 };
 
@@ -147,7 +154,8 @@ std::string summary(const shop::Event& event) {
 int runCommand(const Options& o) {
   shop::CommandBody body = buildCommand(o);
   zmq::context_t context(1);
-  shop::bus::Client client(context, o.endpoint, {.timeoutMs = o.timeoutMs, .retries = 2});
+  shop::bus::Client client(context, o.endpoint,
+                           {.timeoutMs = o.timeoutMs, .retries = 2, .curve = o.curve});
   shop::bus::CallResult result =
       client.call(shop::Command{shop::CommandId::random(), std::move(body)});
   if (!result.reply) {
@@ -196,6 +204,7 @@ std::atomic<bool> interrupted{false};
 int runTail(const Options& o) {
   shop::bus::SubscriberOptions sub;
   sub.client.timeoutMs = o.timeoutMs;
+  sub.client.curve = o.curve;
   bool fromGiven = false;
   for (size_t i = 1; i < o.args.size(); ++i) {
     const std::string& a = o.args[i];
@@ -214,7 +223,8 @@ int runTail(const Options& o) {
   zmq::context_t context(1);
   if (!fromGiven) {
     // New events only: start after the current head.
-    shop::bus::Client client(context, o.endpoint, {.timeoutMs = o.timeoutMs, .retries = 2});
+    shop::bus::Client client(context, o.endpoint,
+                             {.timeoutMs = o.timeoutMs, .retries = 2, .curve = o.curve});
     auto head =
         client.call(shop::Command{shop::CommandId::random(), shop::ReadEvents{UINT64_MAX, 1}});
     if (!head.ok()) {
@@ -251,6 +261,15 @@ int runTail(const Options& o) {
   return 0;
 }
 
+int runKeygen(const Options& o) {
+  if (o.args.size() != 2) throw UsageError("keygen takes one NAME");
+  const std::string& base = o.args[1];
+  shop::bus::writeKeyFiles(base, shop::bus::generateKeyPair());
+  std::printf("wrote %s.key (secret: keep it private) and %s.pub (public)\n", base.c_str(),
+              base.c_str());
+  return 0;
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   int i = 1;
@@ -266,6 +285,10 @@ Options parse(int argc, char** argv) {
     } else if (a == "--timeout") {
       o.timeoutMs = static_cast<int>(
           shop::cli::unsignedValue(a, shop::cli::value(argc, argv, i), 1, 3'600'000));
+    } else if (a == "--curve-server-key") {
+      o.curveServerKey = shop::cli::value(argc, argv, i);
+    } else if (a == "--curve-client-key") {
+      o.curveClientKey = shop::cli::value(argc, argv, i);
     } else if (a.starts_with("-") && a != "-") {
       throw UsageError("unknown option '" + a + "'");
     } else {
@@ -281,6 +304,9 @@ Options parse(int argc, char** argv) {
     o.args.push_back(a);
   }
   if (o.args.empty()) throw UsageError("no command given");
+  if (o.curveServerKey.empty() != o.curveClientKey.empty()) {
+    throw UsageError("CURVE needs both --curve-server-key and --curve-client-key");
+  }
   return o;
 }
 
@@ -289,7 +315,14 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     Options o = parse(argc, argv);
+    if (o.args[0] == "keygen") return runKeygen(o);
+    if (!o.curveServerKey.empty()) {
+      o.curve = shop::bus::ClientCurve::fromFiles(o.curveServerKey, o.curveClientKey);
+    }
     return o.args[0] == "tail" ? runTail(o) : runCommand(o);
+  } catch (const shop::bus::KeyError& e) {
+    std::fprintf(stderr, "shopctl: %s\n", e.what());
+    return 2;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "shopctl: %s (see shopctl --help)\n", e.what());
     return 2;

@@ -30,14 +30,25 @@ options:
   --dedupe-window N     completed commandIds remembered  (default 1000000)
   --catalog FILE        starter catalog, JSON            (default %s)
   --no-catalog          start with no products
+  --max-connections N   live connections per socket; past it new ones are
+                        turned away at their handshake (default 10000)
+  --handshake-ms MS     a connection must finish ZeroMQ's handshake in this
+                        time, or it is closed (default 5000)
+
+security (CURVE: encryption, and only listed keys get in; see README):
+  --curve-secret-key FILE  the server's key pair (make one: shopctl keygen NAME)
+  --authorized-keys FILE   client public keys, one per line
+  --admin-keys FILE        keys that may also add products and restock
   -h, --help            this text
 
 Stops cleanly on SIGINT or SIGTERM: requests already received are answered.
+SIGHUP re-reads the key files; connections already made are kept.
 Event topics: c/<customer>/<event>, p/<product>/<event>, s/<event>.
 )";
 
 struct Options {
   shop::bus::ServerConfig server;
+  shop::bus::AccessConfig access;
   shop::EngineConfig engine;
   std::string catalog = SHOP_DEFAULT_CATALOG;
 };
@@ -69,6 +80,16 @@ Options parse(int argc, char** argv) {
       o.catalog = value(argc, argv, i);
     } else if (a == "--no-catalog") {
       o.catalog.clear();
+    } else if (a == "--max-connections") {
+      o.access.maxConnections = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
+    } else if (a == "--handshake-ms") {
+      o.server.handshakeMs = static_cast<int>(unsignedValue(a, value(argc, argv, i), 1, 600'000));
+    } else if (a == "--curve-secret-key") {
+      o.access.secretKeyFile = value(argc, argv, i);
+    } else if (a == "--authorized-keys") {
+      o.access.authorizedKeysFile = value(argc, argv, i);
+    } else if (a == "--admin-keys") {
+      o.access.adminKeysFile = value(argc, argv, i);
     } else {
       throw shop::cli::UsageError("unknown option '" + a + "'");
     }
@@ -117,6 +138,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.server.stopFd = signalFd;
+  // SIGHUP has its own signalfd, read by the access thread: reload keys.
+  sigset_t hangup;
+  sigemptyset(&hangup);
+  sigaddset(&hangup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hangup, nullptr);
+  options.access.reloadFd = signalfd(-1, &hangup, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (options.access.reloadFd < 0) {
+    std::perror("shopd: signalfd");
+    return 1;
+  }
   raiseOpenFileLimit();
 
   try {
@@ -126,6 +157,10 @@ int main(int argc, char** argv) {
     // main() wires the components: the server's sockets are the engine's
     // sinks, and the server drives the engine on this (the socket) thread.
     zmq::context_t context(1);
+    // The ZAP handler first: ZeroMQ asks it about every handshake from the
+    // moment the sockets bind, and it outlives them.
+    shop::bus::AccessControl access(context, options.access);
+    options.server.access = &access;
     shop::bus::Server server(context, options.server);
     shop::Engine engine(options.engine, server, server);
     for (auto& product : catalog) {
@@ -144,6 +179,9 @@ int main(int argc, char** argv) {
   } catch (const shop::bus::ServerFailure& e) {
     shop::logLine("shopd", "%s", e.what());
     return 70;  // EX_SOFTWARE: a bug stopped the server
+  } catch (const shop::bus::KeyError& e) {
+    shop::logLine("shopd", "%s", e.what());
+    return 1;
   } catch (const zmq::error_t& e) {
     shop::logLine("shopd", "cannot serve: %s", e.what());
     return 1;

@@ -16,7 +16,13 @@ EngineConfig EmbeddedServer::defaultEngineConfig() {
   return config;
 }
 
-EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConfig) : context_(1) {
+EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConfig,
+                               std::optional<bus::AccessConfig> access)
+    : context_(1) {
+  if (access) {
+    access_ = std::make_unique<bus::AccessControl>(context_, std::move(*access));
+    config.access = access_.get();
+  }
   std::promise<bus::Server*> ready;
   auto started = ready.get_future();
   thread_ = std::thread([this, config, engineConfig, &ready] {

@@ -4,6 +4,7 @@
 
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -18,7 +19,8 @@ class EmbeddedServer {
  public:
   // Endpoints default to tcp://127.0.0.1:* (ephemeral ports).
   explicit EmbeddedServer(bus::ServerConfig config = defaultConfig(),
-                          EngineConfig engine = defaultEngineConfig());
+                          EngineConfig engine = defaultEngineConfig(),
+                          std::optional<bus::AccessConfig> access = std::nullopt);
   ~EmbeddedServer();  // stops the server if still running
   EmbeddedServer(const EmbeddedServer&) = delete;
   EmbeddedServer& operator=(const EmbeddedServer&) = delete;
@@ -29,6 +31,8 @@ class EmbeddedServer {
   const std::string& commands() const { return commands_; }
   const std::string& events() const { return events_; }
   zmq::context_t& context() { return context_; }
+  // The ZAP handler, when constructed with an AccessConfig.
+  bus::AccessControl& access() { return *access_; }
 
   // Runs fn(engine) on the server's socket thread and returns its result.
   template <typename Fn>
@@ -51,6 +55,7 @@ class EmbeddedServer {
 
  private:
   zmq::context_t context_;
+  std::unique_ptr<bus::AccessControl> access_;  // before the server, closed after it
   std::string commands_;
   std::string events_;
   bus::Server* server_ = nullptr;  // lives on thread_'s stack

@@ -6,7 +6,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "bus/client.h"
 #include "tests/testkit/embedded_server.h"
@@ -30,6 +34,19 @@ struct Shopctl {
     return Process::run(argv, &out, &err);
   }
 };
+
+// Waits for shopd's "serving" line and returns its commands endpoint.
+std::string commandsEndpointOf(Process& shopd) {
+  std::string line = shopd.waitForStderrLine("serving commands on");
+  // "... serving commands on <endpoint>, events on <endpoint> (...)"
+  const std::string marker = "serving commands on ";
+  size_t at = line.find(marker);
+  REQUIRE(at != std::string::npos);
+  size_t begin = at + marker.size();
+  std::string commands = line.substr(begin, line.find(',', begin) - begin);
+  REQUIRE(commands.starts_with("tcp://127.0.0.1:"));
+  return commands;
+}
 
 }  // namespace
 
@@ -123,14 +140,7 @@ TEST_CASE("shopctl tail prints every event as one JSON object per line, in order
 TEST_CASE("shopd on SIGTERM answers what is in flight and exits 0") {
   Process shopd({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
                  "--no-catalog", "--shards", "2"});
-  std::string line = shopd.waitForStderrLine("serving commands on");
-  // "... serving commands on <endpoint>, events on <endpoint> (...)"
-  const std::string marker = "serving commands on ";
-  size_t at = line.find(marker);
-  REQUIRE(at != std::string::npos);
-  size_t begin = at + marker.size();
-  std::string commands = line.substr(begin, line.find(',', begin) - begin);
-  REQUIRE(commands.starts_with("tcp://127.0.0.1:"));
+  std::string commands = commandsEndpointOf(shopd);
 
   zmq::context_t context(1);
   bus::Client client(context, commands, {.timeoutMs = 2000, .retries = 0});
@@ -254,4 +264,50 @@ TEST_CASE("shopd raises its open-file soft limit to the hard limit and logs it")
   CHECK(line.find("soft limit " + std::to_string(limit.rlim_max)) != std::string::npos);
   shopd.signal(SIGTERM);
   CHECK(shopd.wait() == 0);
+}
+
+TEST_CASE("shopd with CURVE: keygen, a listed key is served, others are not, SIGHUP adds a key") {
+  char pattern[] = "/tmp/shop-curve-XXXXXX";
+  std::string dir = ::mkdtemp(pattern);
+  for (const char* name : {"server", "alice", "bob"}) {
+    REQUIRE(Process::run({SHOPCTL_PATH, "keygen", dir + "/" + name}) == 0);
+  }
+  struct stat info {};
+  REQUIRE(::stat((dir + "/alice.key").c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0600);
+  std::string err;
+  CHECK(Process::run({SHOPCTL_PATH, "keygen", dir + "/alice"}, nullptr, &err) == 2);
+  CHECK(err.find("alice.key") != std::string::npos);  // never overwrites a key
+
+  // A key file's own public-key line is a valid authorized-keys line.
+  std::filesystem::copy_file(dir + "/alice.pub", dir + "/clients");
+  Process shopd({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                 "--no-catalog", "--curve-secret-key", dir + "/server.key", "--authorized-keys",
+                 dir + "/clients", "--handshake-ms", "300"});
+  std::string commands = commandsEndpointOf(shopd);
+  auto shopctlAs = [&](const char* name, const std::string& customer) {
+    std::vector<std::string> argv = {SHOPCTL_PATH, "--endpoint", commands, "--timeout", "300"};
+    if (name) {
+      argv.insert(argv.end(), {"--curve-server-key", dir + "/server.pub", "--curve-client-key",
+                               dir + "/" + name + ".key"});
+    }
+    argv.insert(argv.end(), {"create", customer, "1"});
+    return Process::run(argv);
+  };
+  CHECK(shopctlAs("alice", "alice") == 0);
+  CHECK(shopctlAs("bob", "bob") == 2);      // unlisted key: no connection, a timeout
+  CHECK(shopctlAs(nullptr, "plain") == 2);  // no CURVE at all: the same
+
+  {
+    std::ofstream clients(dir + "/clients", std::ios::app);
+    std::ifstream bob(dir + "/bob.pub");
+    clients << bob.rdbuf();
+  }
+  shopd.signal(SIGHUP);
+  shopd.waitForStderrLine("key files reloaded");
+  CHECK(shopctlAs("bob", "bob") == 0);
+  shopd.signal(SIGTERM);
+  CHECK(shopd.wait() == 0);
+  CHECK(shopd.err().find("denied key") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
