@@ -56,6 +56,10 @@ size_t CatchUpSubscriber::catchUp(Seq upTo, const Deliver& deliver) {
                                (result.reply ? *result.reply->malformed : result.error));
     }
     const Reply& reply = result.reply->reply;
+    if (reply.status == ReplyStatus::rejected &&
+        reply.rejection()->reason == RejectReason::retentionExceeded) {
+      throw TruncatedError(next_, reply.oldestSeq);
+    }
     if (reply.status == ReplyStatus::rejected) {
       throw std::runtime_error("cannot read from seq " + std::to_string(next_) + ": " +
                                reply.rejection()->detail);

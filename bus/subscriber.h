@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include <zmq.hpp>
@@ -37,6 +38,19 @@ struct SubscriberStats {
 // Gap detection needs every seq, so the SUB socket takes the whole stream
 // and the topic prefix is applied here. TODO(perf): a topic-filtered
 // ReadEvents would let a one-customer tail subscribe to its prefix only.
+// The events after a subscriber's checkpoint have left the server's
+// retention: they cannot be delivered. Nothing is skipped silently; the
+// owner decides (start again from `oldest`, or give up).
+struct TruncatedError : std::runtime_error {
+  TruncatedError(Seq wanted, Seq oldest)
+      : std::runtime_error("truncated: seq " + std::to_string(wanted) +
+                           " is no longer retained; the oldest is " + std::to_string(oldest)),
+        wanted(wanted),
+        oldest(oldest) {}
+  Seq wanted;
+  Seq oldest;
+};
+
 class CatchUpSubscriber {
  public:
   using Deliver = std::function<void(const Event&)>;
@@ -47,8 +61,8 @@ class CatchUpSubscriber {
   // Delivers, in seq order, each event after the checkpoint exactly once
   // (those matching the topic prefix). Waits up to timeoutMs (-1: forever)
   // for at least one. Returns how many were delivered. Throws
-  // std::runtime_error when the server cannot be reached or the checkpoint
-  // is older than its retention.
+  // TruncatedError when the next seq is older than the server's retention,
+  // and std::runtime_error when the server cannot be reached.
   size_t poll(int timeoutMs, const Deliver& deliver);
 
   // Every seq up to this one has been handled.

@@ -253,6 +253,15 @@ int runTail(const Options& o) {
   };
   try {
     while (!interrupted) subscriber.poll(250, print);
+  } catch (const shop::bus::TruncatedError& e) {
+    // Said, never skipped: the events in between are gone from the server.
+    std::fprintf(stderr,
+                 "shopctl: tail: %s (events %llu to %llu are lost to this tail; "
+                 "--from %llu continues from the oldest)\n",
+                 e.what(), static_cast<unsigned long long>(e.wanted),
+                 static_cast<unsigned long long>(e.oldest - 1),
+                 static_cast<unsigned long long>(e.oldest));
+    return 2;
   } catch (const std::exception& e) {
     if (interrupted) return 0;
     std::fprintf(stderr, "shopctl: tail: %s\n", e.what());

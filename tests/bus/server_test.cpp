@@ -542,3 +542,38 @@ TEST_CASE("a shard that fails outside any command stops the server cleanly, and 
   CHECK(error.find("failure injected by a test") != std::string::npos);
   CHECK(server.finalStats().replies == 1);
 }
+
+TEST_CASE(
+    "a subscriber stalled past retention is told it was truncated, and commands kept flowing") {
+  auto config = EmbeddedServer::defaultConfig();
+  config.eventsSendHwm = 2;
+  config.eventsSendBuffer = 4096;
+  auto engineConfig = EmbeddedServer::defaultEngineConfig();
+  engineConfig.retention = 100;
+  EmbeddedServer server(config, engineConfig);
+  Client client(server.context(), server.commands());
+  CatchUpSubscriber subscriber(server.context(), server.events(), server.commands(),
+                               SubscriberOptions{.from = 1, .rcvHwm = 2});
+  std::vector<Seq> seen;
+  auto collect = [&seen](const Event& e) { seen.push_back(e.seq); };
+  REQUIRE(client.call(cmd(CreateCustomer{"first", 1})).ok());
+  while (seen.empty()) subscriber.poll(1000, collect);
+
+  // The subscriber stops reading; every command is still answered.
+  constexpr int kBurst = 1000;
+  for (int i = 0; i < kBurst; ++i) {
+    REQUIRE(client.call(cmd(CreateCustomer{"s" + std::to_string(i), 1})).ok());
+  }
+  // On resume it delivers what it still holds, then cannot read on: the
+  // events after that have left retention, and it says so.
+  Seq oldest = 0;
+  try {
+    for (;;) subscriber.poll(1000, collect);
+  } catch (const TruncatedError& e) {
+    oldest = e.oldest;
+    CHECK(e.wanted == seen.back() + 1);
+    CHECK(std::string(e.what()).find("truncated") != std::string::npos);
+  }
+  CHECK(oldest == kBurst + 1 - 100 + 1);  // head kBurst + 1, 100 retained
+  for (size_t i = 0; i < seen.size(); ++i) CHECK(seen[i] == i + 1);  // nothing skipped
+}
