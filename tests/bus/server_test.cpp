@@ -12,6 +12,7 @@
 #include <capnp/serialize.h>
 
 #include <climits>
+#include <filesystem>
 #include <random>
 #include <set>
 #include <thread>
@@ -576,4 +577,42 @@ TEST_CASE(
   }
   CHECK(oldest == kBurst + 1 - 100 + 1);  // head kBurst + 1, 100 retained
   for (size_t i = 0; i < seen.size(); ++i) CHECK(seen[i] == i + 1);  // nothing skipped
+}
+
+namespace {
+
+size_t openFds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+    ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("waves of connections that send and vanish leave no fds or backlogs behind") {
+  EmbeddedServer server;
+  Client client(server.context(), server.commands());
+  REQUIRE(client.call(cmd(CreateCustomer{"steady", 1})).ok());
+  size_t baseline = openFds();
+  for (int wave = 0; wave < 5; ++wave) {
+    for (int i = 0; i < 100; ++i) {
+      zmq::socket_t dealer(server.context(), zmq::socket_type::dealer);
+      dealer.set(zmq::sockopt::linger, 0);
+      dealer.connect(server.commands());
+      dealer.send(frameOf(cmd(CreateCustomer{"w" + std::to_string(wave * 100 + i), 1})),
+                  zmq::send_flags::none);
+    }  // closed without reading
+    // Both ends of each connection close, the server's once it sees the
+    // peer go: wait for the count, with a bound.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (openFds() > baseline + 4 && std::chrono::steady_clock::now() < deadline) {
+      client.poll(1);  // yields the CPU without sleeping on a guess
+    }
+    CHECK(openFds() <= baseline + 4);
+    CHECK(client.call(cmd(Deposit{"steady", 1})).ok());  // others are served
+  }
+  auto stats = server.stats();
+  CHECK(stats.backlogPeers == 0);
+  CHECK(stats.backlogBytes == 0);
 }
