@@ -1,13 +1,16 @@
 #include "bus/access.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -233,10 +236,27 @@ void AccessControl::run() {
       {nullptr, control_.fd(), ZMQ_POLLIN, 0},
   };
   if (config_.reloadFd >= 0) items.push_back({nullptr, config_.reloadFd, ZMQ_POLLIN, 0});
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> trimAt;
   while (!stop_.load()) {
     // Paused, the ZAP socket is left unread: handshakes wait, then time out.
     items[0].events = paused_.load() ? 0 : ZMQ_POLLIN;
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
+    auto timeout = std::chrono::milliseconds(-1);
+    if (trimAt) {
+      timeout =
+          std::max(std::chrono::milliseconds(0),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(*trimAt - Clock::now()));
+    }
+    zmq::poll(items.data(), items.size(), timeout);
+    if (trimAt && Clock::now() >= *trimAt) {
+      // Closed connections free their buffers in the middle of ZeroMQ's
+      // heap, where glibc's automatic trim never looks: after 5 waves of
+      // 1,000 vanished connections RSS stayed 86 MB up, all of it free.
+      // malloc_trim gives it back. Here, a second after a burst of closes,
+      // it costs the socket thread nothing.
+      malloc_trim(0);
+      trimAt.reset();
+    }
     if (items[3].revents & ZMQ_POLLIN) control_.clear();
     if (items.size() > 4 && (items[4].revents & ZMQ_POLLIN)) {
       char info[128];  // a signalfd_siginfo
@@ -254,16 +274,18 @@ void AccessControl::run() {
     }
     // Connections first, so that a handshake's own connection is counted.
     size_t live = liveCommands_.load();
-    countConnections(commandsMonitor_, live);
+    size_t closed = countConnections(commandsMonitor_, live);
     liveCommands_.store(live);
     live = liveEvents_.load();
-    countConnections(eventsMonitor_, live);
+    closed += countConnections(eventsMonitor_, live);
     liveEvents_.store(live);
+    if (closed > 0 && !trimAt) trimAt = Clock::now() + std::chrono::seconds(1);
     if (!paused_.load()) answer(zap_);
   }
 }
 
-void AccessControl::countConnections(zmq::socket_t& monitor, size_t& live) {
+size_t AccessControl::countConnections(zmq::socket_t& monitor, size_t& live) {
+  size_t closed = 0;
   zmq::message_t event, endpoint;
   while (monitor.recv(event, zmq::recv_flags::dontwait)) {
     (void)monitor.recv(endpoint);
@@ -271,8 +293,12 @@ void AccessControl::countConnections(zmq::socket_t& monitor, size_t& live) {
     uint16_t kind;
     std::memcpy(&kind, event.data(), sizeof kind);
     if (kind == ZMQ_EVENT_ACCEPTED) ++live;
-    if (kind == ZMQ_EVENT_DISCONNECTED && live > 0) --live;
+    if (kind == ZMQ_EVENT_DISCONNECTED) {
+      ++closed;
+      if (live > 0) --live;
+    }
   }
+  return closed;
 }
 
 void AccessControl::answer(zmq::socket_t& zap) {

@@ -80,7 +80,8 @@ struct AccessStats {
   size_t liveEvents = 0;
 };
 
-// The ZAP handler (ZeroMQ's authentication protocol) on its own thread.
+// The ZAP handler (ZeroMQ's authentication protocol) on its own thread. It
+// also returns freed memory to the OS a second after connections close.
 // Construct it before the server binds its sockets: ZeroMQ asks it about
 // every connection's handshake. It stays bound until destroyed, so with it
 // paused or stuck, handshakes wait and time out: nobody gets in.
@@ -116,7 +117,8 @@ class AccessControl {
   void run();
   void loadKeys();
   void answer(zmq::socket_t& zap);
-  void countConnections(zmq::socket_t& monitor, size_t& live);
+  // Applies a monitor's events to `live`; returns how many connections closed.
+  size_t countConnections(zmq::socket_t& monitor, size_t& live);
 
   AccessConfig config_;
   CurveKeyPair serverKeys_;

@@ -42,6 +42,11 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   // A reply the peer's pipe cannot take fails with EAGAIN instead of being
   // dropped (deliver() keeps it), and one to a closed peer with EHOSTUNREACH.
   router_.set(zmq::sockopt::router_mandatory, true);
+  // ZeroMQ's listen backlog is 100: a burst of connects beyond it loses SYNs
+  // and those clients wait a second to retry. The kernel caps this at
+  // net.core.somaxconn.
+  router_.set(zmq::sockopt::backlog, 1024);
+  pub_.set(zmq::sockopt::backlog, 1024);
   router_.set(zmq::sockopt::sndhwm, config_.repliesSendHwm);
   if (config_.repliesSendBuffer > 0) router_.set(zmq::sockopt::sndbuf, config_.repliesSendBuffer);
   pub_.set(zmq::sockopt::handshake_ivl, config_.handshakeMs);
