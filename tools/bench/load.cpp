@@ -104,7 +104,8 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, i
   int64_t startNs = line.startNs.load();
   Clock::time_point start{std::chrono::nanoseconds(startNs)};
   bool counted = spec.requestsPerConnection > 0;
-  int64_t endNs = counted ? INT64_MAX : startNs + static_cast<int64_t>(spec.seconds * 1e9);
+  int64_t endNs =
+      counted || spec.until ? INT64_MAX : startNs + static_cast<int64_t>(spec.seconds * 1e9);
   uint64_t limit = counted ? spec.requestsPerConnection : UINT64_MAX;
   double intervalNs = spec.ratePerConnection > 0 ? 1e9 / spec.ratePerConnection : 0;
   uint64_t sent = 0, done = 0;
@@ -114,6 +115,9 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, i
   int64_t lastProgressNs = nowNs();
   for (;;) {
     int64_t now = nowNs();
+    if (spec.until && endNs == INT64_MAX && spec.until->load(std::memory_order_acquire)) {
+      endNs = now;
+    }
     // Send what is due and fits in the window.
     while (now < endNs && sent < limit && sent - done < static_cast<uint64_t>(spec.window)) {
       int64_t due = intervalNs > 0

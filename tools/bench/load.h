@@ -35,6 +35,10 @@ struct LoadSpec {
   double seconds = 2;  // how long to send; ignored when requestsPerConnection > 0
   ReplyFormat format = ReplyFormat::shopReply;
   uint64_t requestsPerConnection = 0;  // > 0: send exactly this many, then stop
+  // Non-null: send until *until is true (and `seconds` is ignored), so that a
+  // round lasts exactly as long as something that runs beside it. Owned by
+  // the caller; it must outlive runLoad().
+  const std::atomic<bool>* until = nullptr;
 };
 
 struct LoadResult {

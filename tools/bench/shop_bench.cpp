@@ -3,7 +3,6 @@
 // because these machines are shared and noisy. The servers run as their own
 // processes (shopd and shop-echo, found next to this executable); only the
 // engine and scale scenarios drive the engine in-process.
-#include <capnp/message.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -24,18 +23,22 @@
 #include "bus/codec.h"
 #include "bus/subscriber.h"
 #include "core/engine.h"
-#include "tools/bench/child.h"
+#include "tools/bench/abuse.h"
 #include "tools/bench/load.h"
+#include "tools/bench/report.h"
+#include "tools/bench/server_process.h"
 #include "tools/bench/thread_cpu.h"
+#include "tools/bench/workload.h"
 #include "tools/cli.h"
 
 namespace shop::bench {
 namespace {
 
 constexpr const char* kUsage =
-    R"(usage: shop-bench [--quick] [--json FILE] [--only SCENARIO,...] [--connections K] [--window W]
+    R"(usage: shop-bench [--quick] [--json FILE] [--scenarios LIST] [--connections K] [--window W]
 
-Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation, fanout.
+Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
+fanout, churn, never-reading, raw-tcp, slow-subscriber.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -54,14 +57,36 @@ Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation, f
              customer and throughput as it grows
   fanout     a shopd process per run, 1, 8, 32 subscribers: the command path,
              and events lost then recovered
+  churn, never-reading, raw-tcp (together: abuse)
+             a shopd process each (windows of 10k, filled first); its open
+             fds and RSS from /proc, and a quiet client's p99 (one
+             connection paced at 2,000/s) during the abuse / alone before it
+  churn      5 waves of 1,000 DEALERs (--quick: 1 of 200) that connect, send
+             one deposit and close unread, linger 0; fds and RSS once shopd
+             has closed them all, after each wave
+  never-reading
+             one DEALER sends 200,000 deposits (--quick: 20,000), never
+             reads, and stays connected as long as the quiet client ran
+             alone: RSS before, at the peak and after it has gone, and
+             shopd's CPU while its backlog waits
+  raw-tcp    2,000 plain TCP connections (--quick: 200), half sending one
+             byte, held until shopd's 5 s handshake deadline closes them:
+             fds and RSS with them open, and after they are closed
+  slow-subscriber
+             K x W closed loop on one shopd, with and without a SUB that
+             subscribes to everything and never reads (RCVHWM 1000,
+             SO_RCVBUF 4 KiB), interleaved: throughput and p99 ratios
 
-  --quick          every scenario short (well under 90 s in all): 1 s rounds,
-                   shopd --retention 100000 --dedupe-window 100000 so the fill
-                   is 100k commands (full run: shopd's defaults, 1M), scale
-                   stops at 100k
+  --quick          every scenario short (about 45 s in all on 2 cores): 1 s
+                   rounds, shopd --retention 100000 --dedupe-window 100000 so
+                   the fill is 100k commands (full run: shopd's defaults, 1M),
+                   scale stops at 100k, abuse at the sizes above
   --json FILE      write every figure, the parameters, the core count, CPU per
                    command per thread and `ratios`
-  --connections K  the headline configuration for echo/e2e/fanout (default 2)
+  --scenarios LIST run only these, comma-separated: scenario names above,
+                   or abuse (= churn,never-reading,raw-tcp); --only is the same
+  --connections K  the headline configuration for echo/e2e/fanout and
+                   slow-subscriber (default 2)
   --window W       requests in flight per connection (default 16)
   -h, --help       this text
 
@@ -85,252 +110,11 @@ struct Options {
   uint64_t shopdHistory() const { return quick ? 100'000 : 0; }
 };
 
-void progress(const char* fmt, auto... args) {
-  std::fprintf(stderr, "shop-bench: ");
-  std::fprintf(stderr, fmt, args...);
-  std::fprintf(stderr, "\n");
-}
-
-// Figures collected for the JSON file: scenario -> key -> value.
-struct Report {
-  std::map<std::string, std::map<std::string, double>> figures;
-  std::map<std::string, double> ratios;
-  // server ("echo", "e2e") -> configuration ("4x32") -> thread name (and
-  // "total") -> CPU microseconds per command.
-  std::map<std::string, std::map<std::string, std::map<std::string, double>>> cpu;
-  std::vector<std::string> failures;  // servers that did not stop cleanly
-  void set(const std::string& scenario, const std::string& key, double v) {
-    figures[scenario][key] = v;
-  }
-};
-
-// VmRSS of another process, in bytes; 0 when it cannot be read.
-long rssBytesOf(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) * 1024;
-  }
-  return 0;
-}
-
 long rssBytes() {
   std::ifstream statm("/proc/self/statm");
   long size = 0, resident = 0;
   statm >> size >> resident;
   return resident * sysconf(_SC_PAGESIZE);
-}
-
-// ---- servers, each in its own process ---------------------------------------------
-
-// The text after `key` up to the next ',', ' ' or the end of `line`.
-std::string fieldAfter(const std::string& line, const std::string& key) {
-  size_t at = line.find(key);
-  if (at == std::string::npos) return {};
-  at += key.size();
-  return line.substr(at, line.find_first_of(", ", at) - at);
-}
-
-// A shopd or shop-echo process serving on ephemeral ports, started from the
-// directory of this executable. Owned by the main thread (see ChildProcess).
-class ServerProcess {
- public:
-  ServerProcess(const std::string& program, std::vector<std::string> args)
-      : child_(withProgram(program, std::move(args))) {
-    // The startup line, e.g. "serving commands on tcp://127.0.0.1:40123, events on ...".
-    std::string line = child_.waitForStderrLine("serving commands on ");
-    commands = fieldAfter(line, "serving commands on ");
-    events = fieldAfter(line, "events on ");
-    if (commands.empty())
-      throw std::runtime_error("no endpoint in " + program + "'s line: " + line);
-  }
-  // SIGTERM and wait; a non-zero exit goes into report.failures.
-  void stop(Report& report) {
-    int code = child_.stop();
-    // The server's own summary (shopd: requests, events, requests per turn).
-    std::string text = child_.stderrText();
-    if (size_t at = text.rfind("stopped after"); at != std::string::npos) {
-      progress("%s: %s", child_.name().c_str(), text.substr(at, text.find('\n', at) - at).c_str());
-    }
-    if (code != 0) {
-      std::string why = child_.name() + " (pid " + std::to_string(child_.pid()) + ") exited " +
-                        std::to_string(code) + " on SIGTERM; its stderr:\n" + child_.stderrText();
-      progress("%s", why.c_str());
-      report.failures.push_back(why);
-    }
-  }
-  pid_t pid() const { return child_.pid(); }
-
-  std::string commands;
-  std::string events;  // empty for shop-echo
-
- private:
-  static std::vector<std::string> withProgram(const std::string& program,
-                                              std::vector<std::string> args) {
-    std::string path = executableDir() + "/" + program;
-    if (::access(path.c_str(), X_OK) != 0) {
-      throw std::runtime_error(path + " not found: build the " + program + " target");
-    }
-    args.insert(args.begin(), path);
-    return args;
-  }
-  ChildProcess child_;
-};
-
-// shopd with no catalog; history > 0 sets both --retention and --dedupe-window.
-std::unique_ptr<ServerProcess> startShopd(uint64_t history = 0) {
-  std::vector<std::string> args = {"--no-catalog", "--commands", "tcp://127.0.0.1:*", "--events",
-                                   "tcp://127.0.0.1:*"};
-  if (history > 0) {
-    for (const char* flag : {"--retention", "--dedupe-window"}) {
-      args.push_back(flag);
-      args.push_back(std::to_string(history));
-    }
-  }
-  return std::make_unique<ServerProcess>("shopd", std::move(args));
-}
-
-// The default of a shopd flag, read from `shopd --help` ("... (default N)"),
-// so that a full run fills what the shopd it starts really keeps.
-uint64_t shopdDefault(const std::string& flag) {
-  std::string path = executableDir() + "/shopd";
-  std::string command = "'";
-  for (char c : path) command += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  command += "' --help";
-  FILE* help = ::popen(command.c_str(), "r");
-  if (!help) throw std::runtime_error("cannot run " + path + " --help");
-  std::string text;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, help)) text.append(buf, n);
-  ::pclose(help);
-  size_t at = text.find("  " + flag + " ");
-  size_t eol = text.find('\n', at);
-  size_t def = at == std::string::npos ? at : text.find("(default ", at);
-  if (def == std::string::npos || def > eol) {
-    throw std::runtime_error("no default for " + flag + " in shopd --help");
-  }
-  return std::stoull(text.substr(def + 9));
-}
-
-// `hop`: shop-echo --hop, every request through a worker thread and back as
-// in shopd, with nothing decided: the cost of the hand-off alone.
-std::unique_ptr<ServerProcess> startEcho(bool hop = false) {
-  std::vector<std::string> args{"--commands", "tcp://127.0.0.1:*"};
-  if (hop) args.push_back("--hop");
-  return std::make_unique<ServerProcess>("shop-echo", std::move(args));
-}
-
-// ---- the command mix -------------------------------------------------------------
-
-constexpr int kProducts = 16;
-constexpr int64_t kBigBalance = 1'000'000'000'000;
-
-// 13 bytes, the id length the performance targets are stated for.
-std::string customerName(int connection, int i) {
-  char name[32];
-  std::snprintf(name, sizeof name, "cust%02d-%06d", connection % 100, i % 1'000'000);
-  return name;
-}
-std::string productName(int k) {
-  return "bp" + std::to_string(k);
-}
-
-// Per customer, in order: buy, buy, return one, deposit. With many more
-// customers than requests in flight, each customer has at most one pending,
-// so every return has a unit to give back: the mix is all accepted.
-std::vector<Command> mixFor(int connection, int customers) {
-  std::vector<Command> out;
-  for (int i = 0; i < customers; ++i) {
-    std::string c = customerName(connection, i);
-    std::string p = productName(i % kProducts);
-    out.push_back({CommandId::random(), BuyProduct{c, p, 1}});
-    out.push_back({CommandId::random(), BuyProduct{c, p, 1}});
-    out.push_back({CommandId::random(), ReturnProduct{c, p, 1}});
-    out.push_back({CommandId::random(), Deposit{c, 100}});
-  }
-  // Round-robin over customers: step i of customer j sits at j*4+i; send
-  // all customers' step 0, then all step 1, ...
-  std::vector<Command> ordered;
-  for (int step = 0; step < 4; ++step) {
-    for (int i = 0; i < customers; ++i) ordered.push_back(out[static_cast<size_t>(i * 4 + step)]);
-  }
-  return ordered;
-}
-
-// One deposit per customer of a connection: the fill's commands, all accepted.
-std::vector<Command> depositsFor(int connection, int customers) {
-  std::vector<Command> out;
-  for (int i = 0; i < customers; ++i)
-    out.push_back({CommandId::random(), Deposit{customerName(connection, i), 1}});
-  return out;
-}
-
-FrameSet framesOf(const std::vector<Command>& commands) {
-  FrameSet set;
-  for (const auto& c : commands) {
-    capnp::MallocMessageBuilder message;
-    bus::toWire(c, message.initRoot<wire::Command>());
-    zmq::message_t frame = bus::toFrame(message);
-    std::vector<uint8_t> bytes(static_cast<uint8_t*>(frame.data()),
-                               static_cast<uint8_t*>(frame.data()) + frame.size());
-    set.idOffsets.push_back(findId(bytes, c.id.bytes.data()));
-    set.frames.push_back(std::move(bytes));
-  }
-  return set;
-}
-
-// Creates the products and every connection's customers, W at a time.
-void seedShop(zmq::context_t& context, const std::string& commands, int connections,
-              int customers) {
-  bus::Client client(context, commands, {.timeoutMs = 10'000, .retries = 0});
-  std::vector<Command> setup;
-  for (int k = 0; k < kProducts; ++k) {
-    setup.push_back({CommandId::random(), AddProduct{productName(k), 1 + k, 1'000'000'000'000}});
-  }
-  for (int c = 0; c < connections; ++c) {
-    for (int i = 0; i < customers; ++i) {
-      setup.push_back({CommandId::random(), CreateCustomer{customerName(c, i), kBigBalance}});
-    }
-  }
-  size_t failed = 0;
-  for (const auto& cmd : setup) {
-    client.send(cmd, [&failed](const bus::CallResult& r) {
-      if (!r.ok() || r.reply->reply.status != ReplyStatus::accepted) ++failed;
-    });
-    while (client.inFlight() >= 64) client.poll(-1);
-  }
-  while (client.inFlight() > 0) client.poll(-1);
-  if (failed)
-    throw std::runtime_error("seeding the shop failed for " + std::to_string(failed) + " commands");
-}
-
-struct Figures {
-  double throughput;
-  LatencySummary latency;
-};
-
-void printRow(const char* name, const Figures& f, const std::string& note = "") {
-  std::printf("  %-34s %12.0f %10.1f %10.1f %10.1f  %s\n", name, f.throughput, f.latency.p50Us,
-              f.latency.p99Us, f.latency.p999Us, note.c_str());
-}
-void printHeader(const char* title) {
-  std::printf("\n%s\n  %-34s %12s %10s %10s %10s\n", title, "", "cmds/s", "p50 us", "p99 us",
-              "p99.9 us");
-}
-
-Figures measure(const std::string& endpoint, const LoadSpec& spec,
-                const std::function<FrameSet(int)>& frames, LoadResult* raw = nullptr) {
-  LoadResult r = runLoad(endpoint, spec, frames);
-  Figures f{r.throughput(), LatencySummary::of(r.latency)};
-  if (raw) *raw = std::move(r);
-  return f;
-}
-
-void record(Report& report, const std::string& scenario, const std::string& prefix,
-            const Figures& f) {
-  report.set(scenario, prefix + "commands_per_s", f.throughput);
-  report.set(scenario, prefix + "p50_us", f.latency.p50Us);
-  report.set(scenario, prefix + "p99_us", f.latency.p99Us);
-  report.set(scenario, prefix + "p999_us", f.latency.p999Us);
 }
 
 // ---- scenarios -----------------------------------------------------------------
@@ -376,12 +160,6 @@ Round measureRound(const ServerProcess& server, const LoadSpec& spec,
              static_cast<unsigned long long>(r.lost));
   }
   return out;
-}
-
-std::string fixed(double v, int decimals = 2) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
 }
 
 // The configurations of the interleaved rounds; the headline one (--connections
@@ -682,22 +460,17 @@ void runIsolation(const Options& o, Report& report) {
     if (!client.call({CommandId::random(), CreateCustomer{c, 0}}).ok())
       throw std::runtime_error("setup failed");
   }
-  auto deposits = [](const char* customer) {
-    return [customer](int) {
-      return framesOf({Command{CommandId::random(), Deposit{customer, 1}}});
-    };
-  };
-  double rate = 2000;
+  double rate = kQuietRate;
   double seconds = o.quick ? 2.0 : 5.0;
-  LoadSpec quiet{1, 4, rate, seconds, ReplyFormat::shopReply};
+  LoadSpec quiet = quietSpec(seconds);
   progress("isolation: quiet customer alone at %.0f/s, %.0f s", rate, seconds);
-  Figures alone = measure(server.commands, quiet, deposits("quiet"));
+  Figures alone = measure(server.commands, quiet, depositsTo("quiet"));
 
   progress("isolation: quiet customer while a hot customer floods");
   LoadSpec hot{1, 64, 0, seconds, ReplyFormat::shopReply};
   LoadResult hotResult;
-  std::thread flood([&] { hotResult = runLoad(server.commands, hot, deposits("hot")); });
-  Figures withFlood = measure(server.commands, quiet, deposits("quiet"));
+  std::thread flood([&] { hotResult = runLoad(server.commands, hot, depositsTo("hot")); });
+  Figures withFlood = measure(server.commands, quiet, depositsTo("quiet"));
   flood.join();
   shopd->stop(report);
 
@@ -912,13 +685,21 @@ Options parse(int argc, char** argv) {
       o.quick = true;
     } else if (a == "--json") {
       o.json = cli::value(argc, argv, i);
-    } else if (a == "--only") {
+    } else if (a == "--scenarios" || a == "--only") {
       std::stringstream list(cli::value(argc, argv, i));
       for (std::string s; std::getline(list, s, ',');) {
-        static const std::set<std::string> known = {"echo",      "e2e",   "engine",
-                                                    "isolation", "scale", "fanout"};
-        if (!known.count(s)) throw cli::UsageError("unknown scenario '" + s + "'");
-        o.only.insert(s);
+        static const std::map<std::string, std::vector<std::string>> groups = {
+            {"abuse", {"churn", "never-reading", "raw-tcp"}}};
+        static const std::set<std::string> known = {
+            "echo",   "e2e",   "engine",        "isolation", "scale",
+            "fanout", "churn", "never-reading", "raw-tcp",   "slow-subscriber"};
+        if (auto group = groups.find(s); group != groups.end()) {
+          o.only.insert(group->second.begin(), group->second.end());
+        } else if (known.count(s)) {
+          o.only.insert(s);
+        } else {
+          throw cli::UsageError("unknown scenario '" + s + "'");
+        }
       }
     } else if (a == "--connections") {
       o.connections = static_cast<int>(cli::unsignedValue(a, cli::value(argc, argv, i), 1, 64));
@@ -944,6 +725,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    raiseOpenFileLimit();
     Report report;
     std::printf("shop-bench: %u cores, %s run\n", std::thread::hardware_concurrency(),
                 o.quick ? "quick" : "full");
@@ -955,6 +737,11 @@ int main(int argc, char** argv) {
     if (o.runs("engine")) runEngine(o, report, e2e ? &*e2e : nullptr);
     if (o.runs("isolation")) runIsolation(o, report);
     if (o.runs("fanout")) runFanout(o, report);
+    AbuseOptions abuse{o.quick, o.connections, o.window};
+    if (o.runs("churn")) runChurn(abuse, report);
+    if (o.runs("never-reading")) runNeverReading(abuse, report);
+    if (o.runs("raw-tcp")) runRawTcp(abuse, report);
+    if (o.runs("slow-subscriber")) runSlowSubscriber(abuse, report);
     if (!o.json.empty()) writeJson(o.json, o, report);
     std::printf("\nratios:");
     for (const auto& [k, v] : report.ratios) std::printf(" %s=%.3f", k.c_str(), v);
