@@ -22,11 +22,11 @@ class AlignedWords {
       view_ = kj::arrayPtr(static_cast<const capnp::word*>(frame.data()), words);
     } else if (scratch) {
       scratch->resize(words);
-      std::memcpy(scratch->data(), frame.data(), frame.size());
+      if (words > 0) std::memcpy(scratch->data(), frame.data(), frame.size());
       view_ = kj::arrayPtr(const_cast<const capnp::word*>(scratch->data()), words);
     } else {
       copy_ = kj::heapArray<capnp::word>(words);
-      std::memcpy(copy_.begin(), frame.data(), frame.size());
+      if (words > 0) std::memcpy(copy_.begin(), frame.data(), frame.size());
       view_ = copy_.asPtr();
     }
   }

@@ -1,6 +1,7 @@
 #include "core/aggregates.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace shop {
 namespace {
@@ -78,9 +79,24 @@ Decision decideDeposit(const Customer* state, const Deposit& cmd) {
 
 Decision decideDebit(const Customer* state, const BuyProduct& cmd, Money unitPrice) {
   if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
-  Money cost;
+  Money cost, paid = 0, total;
   if (__builtin_mul_overflow(unitPrice, cmd.quantity, &cost)) {
     return reject(RejectReason::overflow, "price times quantity exceeds the Int64 range");
+  }
+  // What the holding was paid for, with this buy, must stay in range: views
+  // and refunds sum it.
+  for (const auto& h : state->holdings) {
+    if (h.product != cmd.product) continue;
+    for (const auto& lot : h.lots) {
+      Money lotPaid;
+      if (__builtin_mul_overflow(lot.quantity, lot.unitPrice, &lotPaid) ||
+          __builtin_add_overflow(paid, lotPaid, &paid)) {
+        paid = std::numeric_limits<Money>::max();
+      }
+    }
+  }
+  if (__builtin_add_overflow(paid, cost, &total)) {
+    return reject(RejectReason::overflow, "the holding's total price would exceed the Int64 range");
   }
   if (cost > state->balance) {
     return reject(
@@ -156,9 +172,11 @@ Decision decideAdd(const Product* state, const AddProduct& cmd) {
 
 Decision decideRestock(const Product* state, const Restock& cmd) {
   if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(cmd.product));
-  Quantity stock;
-  if (__builtin_add_overflow(state->stock, cmd.quantity, &stock)) {
-    return reject(RejectReason::overflow, "stock would exceed the Int64 range");
+  Quantity stock, everything;
+  // Units sold come back on returns, so they count against the range too.
+  if (__builtin_add_overflow(state->stock, cmd.quantity, &stock) ||
+      __builtin_add_overflow(stock, state->sold, &everything)) {
+    return reject(RejectReason::overflow, "stock plus units sold would exceed the Int64 range");
   }
   return ProductRestocked{cmd.product, cmd.quantity, stock};
 }
@@ -182,8 +200,10 @@ void applyToProduct(Product& state, const EventBody& event) {
     state.stock += e->quantity;
   } else if (auto* e = std::get_if<ProductBought>(&event)) {
     state.stock -= e->quantity;
+    state.sold += e->quantity;
   } else if (auto* e = std::get_if<ProductReturned>(&event)) {
     state.stock += e->quantity;
+    state.sold -= e->quantity;
   }
 }
 

@@ -44,6 +44,9 @@ struct Customer {
 struct Product {
   Money price = 0;
   Quantity stock = 0;
+  // Units sold (or reserved) and not returned. stock + sold never exceeds
+  // Int64: restocks check it, so no later return or holding can overflow.
+  Quantity sold = 0;
   bool operator==(const Product&) const = default;
 };
 

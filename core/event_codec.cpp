@@ -25,7 +25,7 @@ CommandKind kindFromWire(wire::CommandKind k) {
 RejectReason reasonFromWire(wire::RejectReason r) {
   auto v = static_cast<uint16_t>(r);
   return v <= static_cast<uint16_t>(RejectReason::forbidden) ? static_cast<RejectReason>(v)
-                                                              : RejectReason::internalError;
+                                                             : RejectReason::internalError;
 }
 
 kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id) {

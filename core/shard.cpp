@@ -125,6 +125,7 @@ bool Shard::handle(ShardTask& task) {
       SHOP_CHECK(p != nullptr, "shard %u: units back to a missing product (%zu-byte id)", index_,
                  task.key.size());
       p->stock += task.quantity;
+      p->sold -= task.quantity;
       return false;
     }
     case Step::execute:
@@ -239,13 +240,17 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         auto* live = findIn<Customer>(customers_, c.customer);
         commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
                AggregateKind::customer);
-        if (std::holds_alternative<EventBody>(out.result)) product->stock -= c.quantity;
+        if (std::holds_alternative<EventBody>(out.result)) {
+          product->stock -= c.quantity;
+          product->sold += c.quantity;
+        }
         return;
       }
       if (task.step == Step::reserve) {
         Product* product = reservable(c, out);
         if (!product) return;
         product->stock -= c.quantity;
+        product->sold += c.quantity;  // until released
         out.reserved = true;
         out.unitPrice = product->price;
         return;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <climits>
+#include <limits>
 
 #include "core/validation.h"
 #include "tests/testkit/engine_harness.h"
@@ -316,4 +317,34 @@ TEST_CASE("a ReadEvents page is capped in bytes as well as in count, and says so
   Reply rest = h.run(ReadEvents{page.page.events.back().seq + 1, 10});
   CHECK(rest.page.events.front().seq == page.page.events.back().seq + 1);
   CHECK_FALSE(rest.page.capped);
+}
+
+TEST_CASE("units sold count against the stock range, so returns and holdings never overflow") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  constexpr Quantity kMax = std::numeric_limits<Quantity>::max();
+  h.run(AddProduct{"grain", 1, kMax});
+  h.run(CreateCustomer{"miller", kMax});
+  REQUIRE(h.run(BuyProduct{"miller", "grain", kMax}).status == ReplyStatus::accepted);
+  // Stock is 0, but kMax units are out: one more would overflow on return.
+  const Reply& restock = h.run(Restock{"grain", 1});
+  REQUIRE(restock.rejection() != nullptr);
+  CHECK(restock.rejection()->reason == RejectReason::overflow);
+  CHECK(h.run(ReturnProduct{"miller", "grain", kMax}).status == ReplyStatus::accepted);
+  h.engine.drain();
+  CHECK(h.engine.snapshot().products.at("grain").stock == kMax);
+}
+
+TEST_CASE("a buy that would make a holding's total price overflow is refused") {
+  EngineHarness h{EngineConfig{.shards = 2}};
+  constexpr Money kMax = std::numeric_limits<Money>::max();
+  h.run(AddProduct{"gold", 2, kMax});
+  h.run(CreateCustomer{"midas", kMax});
+  Quantity half = (Quantity{1} << 62) - 1;  // costs 2^63 - 2
+  REQUIRE(h.run(BuyProduct{"midas", "gold", half}).status == ReplyStatus::accepted);
+  REQUIRE(h.run(Deposit{"midas", kMax - 1}).status == ReplyStatus::accepted);
+  const Reply& again = h.run(BuyProduct{"midas", "gold", half});
+  REQUIRE(again.rejection() != nullptr);
+  CHECK(again.rejection()->reason == RejectReason::overflow);
+  const Reply& view = h.run(GetCustomer{"midas"});
+  CHECK(view.customer->holdings.at(0).paid == 2 * half);
 }
