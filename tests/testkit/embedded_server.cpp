@@ -25,7 +25,8 @@ EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConf
   }
   std::promise<bus::Server*> ready;
   auto started = ready.get_future();
-  thread_ = std::thread([this, config, engineConfig, &ready] {
+  std::shared_future<void> released = release_.get_future().share();
+  thread_ = std::thread([this, config, engineConfig, &ready, released] {
     // Wired as shopd's main() does, on the thread that runs them.
     std::unique_ptr<bus::Server> server;
     std::unique_ptr<Engine> engine;
@@ -33,6 +34,7 @@ EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConf
       server = std::make_unique<bus::Server>(context_, config);
       engine = std::make_unique<Engine>(engineConfig, *server, *server);
     } catch (...) {
+      finished_.set_value();
       ready.set_exception(std::current_exception());
       return;
     }
@@ -43,10 +45,15 @@ EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConf
       runError_ = e.what();
     }
     finalStats_ = server->stats();
+    // The server may be stopping because requestStop() ran on the test
+    // thread, which may still be inside it: destroy it only once released.
+    finished_.set_value();
+    released.wait();
   });
   try {
     server_ = started.get();
   } catch (...) {
+    release_.set_value();
     thread_.join();
     throw;
   }
@@ -61,12 +68,17 @@ EmbeddedServer::~EmbeddedServer() {
 void EmbeddedServer::stop() {
   if (!thread_.joinable()) return;
   server_->requestStop();
+  release_.set_value();
   thread_.join();
   server_ = nullptr;
 }
 
 std::string EmbeddedServer::waitStopped() {
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    finished_.get_future().wait();
+    release_.set_value();
+    thread_.join();
+  }
   server_ = nullptr;
   return runError_;
 }

@@ -58,7 +58,9 @@ class EmbeddedServer {
   std::unique_ptr<bus::AccessControl> access_;  // before the server, closed after it
   std::string commands_;
   std::string events_;
-  bus::Server* server_ = nullptr;  // lives on thread_'s stack
+  bus::Server* server_ = nullptr;  // lives on thread_'s stack until release_
+  std::promise<void> finished_;    // run() has returned
+  std::promise<void> release_;     // the thread may destroy the server
   std::thread thread_;
   bus::ServerStats finalStats_;
   std::string runError_;
