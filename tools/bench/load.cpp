@@ -96,6 +96,7 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, i
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
+  if (spec.curve) bus::secureClient(socket, *spec.curve);
   socket.connect(endpoint);
   int fd = socket.get(zmq::sockopt::fd);
 

@@ -10,6 +10,7 @@
 
 #include <zmq.hpp>
 
+#include "bus/access.h"
 #include "tools/bench/histogram.h"
 
 namespace shop::bench {
@@ -39,6 +40,8 @@ struct LoadSpec {
   // round lasts exactly as long as something that runs beside it. Owned by
   // the caller; it must outlive runLoad().
   const std::atomic<bool>* until = nullptr;
+  // Non-null: every connection uses CURVE with these keys. Owned by the caller.
+  const bus::ClientCurve* curve = nullptr;
 };
 
 struct LoadResult {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bus/access.h"
 #include "bus/client.h"
 #include "bus/codec.h"
 #include "bus/subscriber.h"
@@ -38,7 +40,7 @@ constexpr const char* kUsage =
     R"(usage: shop-bench [--quick] [--json FILE] [--scenarios LIST] [--connections K] [--window W]
 
 Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
-fanout, churn, never-reading, raw-tcp, slow-subscriber.
+fanout, curve, churn, never-reading, raw-tcp, slow-subscriber.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -57,6 +59,9 @@ fanout, churn, never-reading, raw-tcp, slow-subscriber.
              customer and throughput as it grows
   fanout     a shopd process per run, 1, 8, 32 subscribers: the command path,
              and events lost then recovered
+  curve      two shopd processes, one with CURVE on (both sockets encrypted,
+             keys checked at connect): the e2e mix at K x W on each,
+             interleaved, 3 rounds (--quick: 1); medians, CURVE / plain
   churn, never-reading, raw-tcp (together: abuse)
              a shopd process each (windows of 10k, filled first); its open
              fds and RSS from /proc, and a quiet client's p99 (one
@@ -583,6 +588,65 @@ void runFanout(const Options& o, Report& report) {
   }
 }
 
+// The same mix against two shopd processes, one plain and one with CURVE
+// (both sockets encrypted, keys checked by the ZAP handler at connect),
+// interleaved round by round; medians of each side.
+void runCurve(const Options& o, Report& report) {
+  char pattern[] = "/tmp/shop-bench-keys-XXXXXX";
+  const std::string dir = ::mkdtemp(pattern);
+  for (const char* name : {"server", "bench"}) {
+    bus::writeKeyFiles(dir + "/" + name, bus::generateKeyPair());
+  }
+  std::filesystem::copy_file(dir + "/bench.pub", dir + "/admins");  // it seeds products
+  bus::ClientCurve curve = bus::ClientCurve::fromFiles(dir + "/server.pub", dir + "/bench.key");
+
+  zmq::context_t context(1);
+  auto plain = startShopd();
+  auto curved = std::make_unique<ServerProcess>(
+      "shopd", std::vector<std::string>{"--no-catalog", "--commands", "tcp://127.0.0.1:*",
+                                        "--events", "tcp://127.0.0.1:*", "--curve-secret-key",
+                                        dir + "/server.key", "--admin-keys", dir + "/admins"});
+  int customers = 500;
+  seedShop(context, plain->commands, o.connections, customers);
+  seedShop(context, curved->commands, o.connections, customers, curve);
+  std::vector<FrameSet> frames;
+  for (int c = 0; c < o.connections; ++c) frames.push_back(framesOf(mixFor(c, customers)));
+  auto framesOfConnection = [&frames](int c) { return frames[static_cast<size_t>(c)]; };
+
+  LoadSpec spec{o.connections, o.window, 0, o.seconds(), ReplyFormat::shopReply};
+  LoadSpec curveSpec = spec;
+  curveSpec.curve = &curve;
+  std::vector<Figures> off, on;
+  int rounds = o.quick ? 1 : 3;
+  for (int r = 0; r < rounds; ++r) {
+    progress("curve: round %d of %d, plain then CURVE, %dx%d", r + 1, rounds, o.connections,
+             o.window);
+    off.push_back(measure(plain->commands, spec, framesOfConnection));
+    on.push_back(measure(curved->commands, curveSpec, framesOfConnection));
+  }
+  plain->stop(report);
+  curved->stop(report);
+  std::filesystem::remove_all(dir);
+
+  auto median = [](std::vector<Figures> v, auto field) {
+    std::sort(v.begin(), v.end(),
+              [&](const Figures& a, const Figures& b) { return field(a) < field(b); });
+    return field(v[v.size() / 2]);
+  };
+  auto throughput = [](const Figures& f) { return f.throughput; };
+  auto p99 = [](const Figures& f) { return f.latency.p99Us; };
+  report.set("curve", "plain_commands_per_s", median(off, throughput));
+  report.set("curve", "curve_commands_per_s", median(on, throughput));
+  report.set("curve", "plain_p99_us", median(off, p99));
+  report.set("curve", "curve_p99_us", median(on, p99));
+  report.ratios["curve_vs_plain_throughput"] = median(on, throughput) / median(off, throughput);
+  report.ratios["curve_vs_plain_p99"] = median(on, p99) / median(off, p99);
+  printHeader("curve (the e2e mix, plain and with CURVE, interleaved; medians)");
+  printRow("plain", off[off.size() / 2]);
+  printRow("CURVE", on[on.size() / 2],
+           "throughput ratio " + std::to_string(report.ratios["curve_vs_plain_throughput"]));
+}
+
 // A JSON number, or null for what JSON cannot hold (a ratio to a zero).
 std::string jsonNumber(double v) {
   if (!std::isfinite(v)) return "null";
@@ -691,8 +755,8 @@ Options parse(int argc, char** argv) {
         static const std::map<std::string, std::vector<std::string>> groups = {
             {"abuse", {"churn", "never-reading", "raw-tcp"}}};
         static const std::set<std::string> known = {
-            "echo",   "e2e",   "engine",        "isolation", "scale",
-            "fanout", "churn", "never-reading", "raw-tcp",   "slow-subscriber"};
+            "echo",  "e2e",           "engine",  "isolation",       "scale", "fanout",
+            "churn", "never-reading", "raw-tcp", "slow-subscriber", "curve"};
         if (auto group = groups.find(s); group != groups.end()) {
           o.only.insert(group->second.begin(), group->second.end());
         } else if (known.count(s)) {
@@ -737,6 +801,7 @@ int main(int argc, char** argv) {
     if (o.runs("engine")) runEngine(o, report, e2e ? &*e2e : nullptr);
     if (o.runs("isolation")) runIsolation(o, report);
     if (o.runs("fanout")) runFanout(o, report);
+    if (o.runs("curve")) runCurve(o, report);
     AbuseOptions abuse{o.quick, o.connections, o.window};
     if (o.runs("churn")) runChurn(abuse, report);
     if (o.runs("never-reading")) runNeverReading(abuse, report);

@@ -60,9 +60,9 @@ FrameSet framesOf(const std::vector<Command>& commands) {
   return set;
 }
 
-void seedShop(zmq::context_t& context, const std::string& commands, int connections,
-              int customers) {
-  bus::Client client(context, commands, {.timeoutMs = 10'000, .retries = 0});
+void seedShop(zmq::context_t& context, const std::string& commands, int connections, int customers,
+              const bus::ClientCurve& curve) {
+  bus::Client client(context, commands, {.timeoutMs = 10'000, .retries = 0, .curve = curve});
   std::vector<Command> setup;
   for (int k = 0; k < kProducts; ++k) {
     setup.push_back({CommandId::random(), AddProduct{productName(k), 1 + k, 1'000'000'000'000}});

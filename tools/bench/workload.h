@@ -33,7 +33,9 @@ std::vector<Command> depositsFor(int connection, int customers);
 FrameSet framesOf(const std::vector<Command>& commands);
 
 // Creates the products and every connection's customers, 64 at a time.
-void seedShop(zmq::context_t& context, const std::string& commands, int connections, int customers);
+// `curve`: the keys of an admin client, for a shopd with CURVE on.
+void seedShop(zmq::context_t& context, const std::string& commands, int connections, int customers,
+              const bus::ClientCurve& curve = {});
 
 // The quiet client: one connection paced at kQuietRate deposits/s to one
 // customer, 4 in flight. Its p99 is what an ordinary client sees; scenarios
