@@ -249,21 +249,6 @@ bool sameOutcome(const Reply& a, const Reply& b) {
   return false;
 }
 
-// Reported bugs that are not fixed yet (fuzz/README.md) are masked here: a
-// frame that would reach one is skipped, so that fuzzing goes on to find new
-// ones; SHOP_FUZZ_UNMASK=1 in the environment runs them all. Each has a
-// reproducer, fuzz/corpus/command/crash-<name>, which replays in ctest as a
-// regression test once its mask is gone with the fix. None is open now:
-// crash-empty-unaligned-frame (a memcpy from a null scratch buffer),
-// crash-stock-overflow-on-return, crash-holding-overflow-on-buy and
-// crash-paid-overflow-in-view (Int64 overflows, now refused as `overflow`
-// by restock and buy) were fixed with their masks removed.
-class KnownFindings {
- public:
-  bool emptyUnalignedFrame(size_t) const { return false; }
-  bool overflows(const Command&, const ShopState&) const { return false; }
-};
-
 // Owned by the fuzzing thread, which is the engine's ingress thread.
 class CommandFuzzer {
  public:
@@ -296,7 +281,7 @@ class CommandFuzzer {
       bus::DecodedCommand redecoded = bus::decodeCommandFrame(again, scratch_);
       FUZZ_EXPECT(redecoded.command && wireBytes(*redecoded.command) == bytesOut,
                   "a decoded command does not survive the wire: %s", hexOf(bytesOut).c_str());
-      if (!known_.overflows(*decoded.command, recorder_.folded)) submitThrice(*decoded.command);
+      submitThrice(*decoded.command);
     }
     ++frames_;
     if (frames_ % kSnapshotEvery == 0 || (frames_ & (frames_ - 1)) == 0) {
@@ -314,7 +299,6 @@ class CommandFuzzer {
     // Borrowed buffers (no free function): they outlive the messages.
     zmq::message_t atWord(aligned_.data(), bytes.size(), nullptr, nullptr);
     bus::DecodedCommand a = bus::decodeCommandFrame(atWord, scratch_);
-    if (known_.emptyUnalignedFrame(bytes.size())) return a;
     unaligned_.assign(bytes.size() + 1, 0);
     std::memcpy(unaligned_.data() + 1, bytes.data(), bytes.size());
     zmq::message_t atOdd(unaligned_.data() + 1, bytes.size(), nullptr, nullptr);
@@ -491,7 +475,6 @@ class CommandFuzzer {
                 engine_.gate().customersWithPending(), engine_.dedupe().inFlight());
   }
 
-  const KnownFindings known_{};
   Recorder recorder_;
   Engine engine_;
   bus::ReplyEncoder malformedEncoder_;

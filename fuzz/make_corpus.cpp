@@ -144,9 +144,8 @@ void writeCommands(const fs::path& dir) {
   for (const auto& seed : seeds) write(dir / (std::string("seed-") + seed.name), seed.bytes);
   std::printf("%zu command seeds in %s\n", seeds.size(), dir.c_str());
 
-  // Reproducers of known findings (fuzz/README.md), each with its own ids.
-  // When a bug is fixed, its entry moves to the seeds above as
-  // regress-<what> and its mask in fuzz_command.cpp goes.
+  // Reproducers of the fuzzers' findings (fuzz/README.md), each with its own
+  // ids; all fixed, they replay as regression tests.
   constexpr int64_t kMax = LLONG_MAX;
   const std::vector<Seed> findings = {
       {"empty-unaligned-frame", ""},

@@ -1,7 +1,11 @@
 // Command-line helpers shared by the tools: flag values with clear errors.
 #pragma once
 
+#include <signal.h>
+#include <sys/signalfd.h>
+
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -33,6 +37,18 @@ inline uint64_t unsignedValue(const std::string& flag, const std::string& text, 
                      std::to_string(max) + ", got '" + text + "'");
   }
   return v;
+}
+
+// Blocks `signals` in the calling thread, and so in every thread it starts
+// afterwards, and returns a signalfd that becomes readable when one of them
+// arrives: a poll loop can then stop or reload cleanly. -1 (errno set) when
+// it cannot. Call before any thread starts.
+inline int signalFdFor(std::initializer_list<int> signals) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signo : signals) sigaddset(&set, signo);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
 }  // namespace shop::cli

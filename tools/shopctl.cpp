@@ -45,6 +45,7 @@ options:
   --curve-server-key FILE  the server's public key (NAME.pub): turns CURVE on
   --curve-client-key FILE  this client's key pair (NAME.key), listed by the server
   -h, --help     this text
+  --version      print the version
 
 Amounts are decimals with up to two places (12.50) and travel as minor units.
 Exit codes: 0 accepted, 1 rejected (reason on stderr), 2 usage, connection or timeout error.
@@ -284,7 +285,10 @@ Options parse(int argc, char** argv) {
   int i = 1;
   for (; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
+    if (a == "--version") {
+      std::printf("shopctl %s\n", SHOP_VERSION);
+      std::exit(0);
+    } else if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
     } else if (a == "--endpoint") {

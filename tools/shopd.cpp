@@ -39,7 +39,9 @@ security (CURVE: encryption, and only listed keys get in; see README):
   --curve-secret-key FILE  the server's key pair (make one: shopctl keygen NAME)
   --authorized-keys FILE   client public keys, one per line
   --admin-keys FILE        keys that may also add products and restock
+
   -h, --help            this text
+  --version             print the version
 
 Stops cleanly on SIGINT or SIGTERM: requests already received are answered.
 SIGHUP re-reads the key files; connections already made are kept.
@@ -59,7 +61,10 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
+    if (a == "--version") {
+      std::printf("shopd %s\n", SHOP_VERSION);
+      std::exit(0);
+    } else if (a == "-h" || a == "--help") {
       std::printf(kUsage, shop::defaultShardCount(), SHOP_DEFAULT_CATALOG);
       std::exit(0);
     } else if (a == "--commands") {
@@ -127,27 +132,14 @@ int main(int argc, char** argv) {
 
   // Signals become a readable fd for the socket thread's poll. Blocked
   // before any thread starts, so every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (signalFd < 0) {
+  int signalFd = shop::cli::signalFdFor({SIGINT, SIGTERM});
+  // SIGHUP has its own signalfd, read by the access thread: reload keys.
+  options.access.reloadFd = shop::cli::signalFdFor({SIGHUP});
+  if (signalFd < 0 || options.access.reloadFd < 0) {
     std::perror("shopd: signalfd");
     return 1;
   }
   options.server.stopFd = signalFd;
-  // SIGHUP has its own signalfd, read by the access thread: reload keys.
-  sigset_t hangup;
-  sigemptyset(&hangup);
-  sigaddset(&hangup, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &hangup, nullptr);
-  options.access.reloadFd = signalfd(-1, &hangup, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (options.access.reloadFd < 0) {
-    std::perror("shopd: signalfd");
-    return 1;
-  }
   raiseOpenFileLimit();
 
   try {

@@ -170,7 +170,7 @@ TEST_CASE("shopd on SIGTERM answers what is in flight and exits 0") {
   MESSAGE(answered << " answered, " << failedClearly << " timed out after shutdown");
 }
 
-TEST_CASE("shopd rejects bad flags with exit 2 and serves --help") {
+TEST_CASE("shopd rejects bad flags with exit 2 and serves --help and --version") {
   std::string err;
   CHECK(Process::run({SHOPD_PATH, "--max-pending", "0"}, nullptr, &err) == 2);
   CHECK(err.find("--max-pending") != std::string::npos);
@@ -180,6 +180,10 @@ TEST_CASE("shopd rejects bad flags with exit 2 and serves --help") {
   CHECK(out.find("--catalog") != std::string::npos);
   CHECK(Process::run({SHOPD_PATH, "--catalog", "/nonexistent.json"}, nullptr, &err) == 1);
   CHECK(err.find("cannot open catalog") != std::string::npos);
+  for (const char* tool : {SHOPD_PATH, SHOPCTL_PATH}) {
+    CHECK(Process::run({tool, "--version"}, &out) == 0);
+    CHECK(out.find("0.") != std::string::npos);
+  }
 }
 
 namespace {

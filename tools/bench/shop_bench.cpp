@@ -94,6 +94,7 @@ fanout, curve, churn, never-reading, raw-tcp, slow-subscriber.
                    slow-subscriber (default 2)
   --window W       requests in flight per connection (default 16)
   -h, --help       this text
+  --version        print the version
 
 Latencies are measured from the intended send time (corrected for coordinated
 omission). Progress goes to stderr; the tables to stdout. A server that does
@@ -742,7 +743,10 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
+    if (a == "--version") {
+      std::printf("shop-bench %s\n", SHOP_VERSION);
+      std::exit(0);
+    } else if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
     } else if (a == "--quick") {

@@ -242,12 +242,7 @@ int main(int argc, char** argv) {
 
   // As in shopd: signals become a readable fd in the poll set. Blocked before
   // the ZeroMQ threads start, so they inherit the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  int signalFd = shop::cli::signalFdFor({SIGINT, SIGTERM});
   if (signalFd < 0) {
     std::perror("shop-echo: signalfd");
     return 1;
