@@ -128,7 +128,7 @@ TEST_CASE("CURVE: an unknown key and a plain client get no connection") {
   CHECK(handshakeAs(server, keys.alice) == ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
 }
 
-TEST_CASE("CURVE: catalog commands need an admin key; others get forbidden") {
+TEST_CASE("CURVE: catalog commands need an admin key, and others get forbidden") {
   Keys keys;
   EmbeddedServer server(EmbeddedServer::defaultConfig(), EmbeddedServer::defaultEngineConfig(),
                         keys.config());
