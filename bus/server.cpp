@@ -1,5 +1,6 @@
 #include "bus/server.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -160,10 +161,12 @@ void Server::run(Engine& engine) {
         stats_.backlogBytes, backlogs_.size());
   }
   logLine("shopd",
-          "stopped after %llu requests (%llu malformed, %llu refused), %llu events, head seq %llu, "
+          "stopped after %llu requests (%llu malformed, %llu over a connection's bound, %llu "
+          "refused), %llu events, head seq %llu, "
           "%.1f requests per turn",
           static_cast<unsigned long long>(stats_.requests),
           static_cast<unsigned long long>(stats_.malformed),
+          static_cast<unsigned long long>(stats_.connectionOverloaded),
           static_cast<unsigned long long>(stats_.requestsRefused),
           static_cast<unsigned long long>(stats_.events),
           static_cast<unsigned long long>(engine.log().headSeq()),
@@ -188,9 +191,9 @@ size_t Server::readRequests(Engine& engine) {
   }
   for (const auto& request : batch_) engine.prefetch(request.command);
   for (auto& request : batch_) {
-    if (request.forbidden) [[unlikely]] {
-      engine.refuse(request.command, request.tag, RejectReason::forbidden,
-                    std::string(name(request.command.kind())) + " needs an admin key");
+    if (request.refusal) [[unlikely]] {
+      engine.refuse(request.command, request.tag, *request.refusal,
+                    std::move(request.refusalDetail));
     } else {
       engine.submit(std::move(request.command), request.tag);
     }
@@ -232,16 +235,47 @@ void Server::decodeRequest() {
     sendMalformed(route, decoded.id, decoded.malformed);
     return;
   }
+  Request request{0, std::move(*decoded.command)};
   // The role is the User-Id that the ZAP handler gave the connection.
-  bool forbidden = false;
   if (config_.access && config_.access->curve()) {
-    CommandKind kind = decoded.command->kind();
+    CommandKind kind = request.command.kind();
     if (kind == CommandKind::addProduct || kind == CommandKind::restock) {
       const char* role = zmq_msg_gets(frames_[bodyIndex].handle(), "User-Id");
-      forbidden = role == nullptr || std::strcmp(role, kAdminRole) != 0;
+      if (role == nullptr || std::strcmp(role, kAdminRole) != 0) {
+        request.refusal = RejectReason::forbidden;
+        request.refusalDetail = std::string(name(kind)) + " needs an admin key";
+      }
     }
   }
-  batch_.push_back(Request{takeRoute(std::move(route)), std::move(*decoded.command), forbidden});
+  uint32_t& inFlight = inFlightOf(route.identity);
+  if (inFlight >= config_.maxInFlightPerConnection && !request.refusal) [[unlikely]] {
+    if (stats_.connectionOverloaded++ % 10'000 == 0) {
+      logLine("shopd",
+              "a connection has %u commands in flight, its bound: rejecting 'overloaded' (%llu so "
+              "far)",
+              inFlight, static_cast<unsigned long long>(stats_.connectionOverloaded));
+    }
+    request.refusal = RejectReason::overloaded;
+    request.refusalDetail = "this connection has " + std::to_string(inFlight) +
+                            " commands in flight, the server's bound per connection; retry later";
+  }
+  ++inFlight;  // until its reply, refused or not
+  route.inFlight = &inFlight;
+  request.tag = takeRoute(std::move(route));
+  batch_.push_back(std::move(request));
+}
+
+uint32_t& Server::inFlightOf(const zmq::message_t& identity) {
+  peerKey_.assign(identity.data<char>(), identity.size());
+  auto it = inFlight_.find(peerKey_);
+  if (it != inFlight_.end()) return it->second;
+  if (inFlight_.size() >= sweepInFlightAt_) {
+    // Connections come and go: forget the idle ones. Only an idle entry is
+    // erased, and no route points at one.
+    std::erase_if(inFlight_, [](const auto& entry) { return entry.second == 0; });
+    sweepInFlightAt_ = std::max<size_t>(1024, 2 * inFlight_.size());
+  }
+  return inFlight_.emplace(peerKey_, 0).first->second;
 }
 
 void Server::sendMalformed(Route& route, const CommandId& id, const std::string& why) {
@@ -374,7 +408,10 @@ void Server::reply(uint64_t tag, const ReplyView& reply) {
   }
   SHOP_CHECK(tag <= routes_.size(), "reply for unknown tag %llu",
              static_cast<unsigned long long>(tag));
-  outReplies_.push_back(OutgoingReply{std::move(routes_[tag - 1]), encoder_.encode(reply)});
+  Route& route = routes_[tag - 1];
+  --*route.inFlight;
+  route.inFlight = nullptr;
+  outReplies_.push_back(OutgoingReply{std::move(route), encoder_.encode(reply)});
   freeTags_.push_back(tag);
 }
 

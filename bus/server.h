@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -38,6 +39,12 @@ struct ServerConfig {
   // backlog while all backlogs together hold more than backlogTotalBytes.
   size_t backlogBytesPerPeer = size_t{4} << 20;
   size_t backlogTotalBytes = size_t{256} << 20;
+  // Commands one connection may have in the engine at once; past it, the
+  // next is rejected 'overloaded' at once. The per-customer gate bounds a
+  // customer's share of the shard queues; this bounds a connection's, so a
+  // client that spreads a flood over many customers cannot queue thousands
+  // of commands ahead of everyone else.
+  uint32_t maxInFlightPerConnection = 1024;
   int lingerMs = 1000;  // how long close waits to flush replies
   // A peer that connects but does not finish ZeroMQ's handshake in this time
   // is disconnected, so idle TCP connections cannot pile up (libzmq: 30 s).
@@ -69,8 +76,10 @@ struct ServerStats {
   uint64_t repliesDeferred = 0;  // replies that waited in a backlog: their peer was not reading
   uint64_t repliesToClosed = 0;  // replies whose connection had closed: nobody to deliver to
   uint64_t requestsRefused = 0;  // dropped unanswered: their connection's backlog was full
-  size_t backlogBytes = 0;       // bytes in the backlogs now
-  size_t backlogPeers = 0;       // connections with a backlog now
+  uint64_t connectionOverloaded =
+      0;                    // rejected 'overloaded': their connection had too many in flight
+  size_t backlogBytes = 0;  // bytes in the backlogs now
+  size_t backlogPeers = 0;  // connections with a backlog now
 };
 
 // Owned by the socket thread: construct it, the Engine that uses it as its
@@ -120,7 +129,8 @@ class Server : public EventSink, public ReplySink {
  private:
   struct Route {
     zmq::message_t identity;
-    bool reqEnvelope = false;  // a REQ client: reply needs the empty delimiter
+    bool reqEnvelope = false;      // a REQ client: reply needs the empty delimiter
+    uint32_t* inFlight = nullptr;  // the connection's count in inFlight_, while counted
   };
   struct OutgoingReply {
     Route route;
@@ -129,7 +139,11 @@ class Server : public EventSink, public ReplySink {
   struct Request {
     uint64_t tag;
     Command command;
-    bool forbidden = false;  // a catalog command from a key without the admin role
+    // Rejected without reaching the engine: a catalog command from a key
+    // without the admin role (forbidden), or a connection past its bound
+    // (overloaded).
+    std::optional<RejectReason> refusal;
+    std::string refusalDetail;
   };
   struct OutgoingEvent {
     zmq::message_t topic;
@@ -160,6 +174,8 @@ class Server : public EventSink, public ReplySink {
   void dropClosed(size_t replies);
   void runPosted(Engine& engine);
   uint64_t takeRoute(Route route);
+  // The connection's in-flight count, created at zero.
+  uint32_t& inFlightOf(const zmq::message_t& identity);
 
   ServerConfig config_;
   zmq::socket_t router_;
@@ -179,6 +195,11 @@ class Server : public EventSink, public ReplySink {
   std::vector<OutgoingEvent> outEvents_;               // until commit()
   std::vector<OutgoingReply> outReplies_;              // until commit(), after the events
   std::unordered_map<std::string, Backlog> backlogs_;  // by peer routing id
+  // Commands in the engine, by peer routing id. Idle entries (0) stay, so a
+  // client with one request at a time does not allocate per request; they
+  // are swept when the table doubles.
+  std::unordered_map<std::string, uint32_t> inFlight_;
+  size_t sweepInFlightAt_ = 1024;
   std::string peerKey_;
   std::string topic_;
   ReplyEncoder encoder_;

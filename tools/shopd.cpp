@@ -26,6 +26,9 @@ options:
   --max-pending N       pending operations per customer  (default 5)
   --max-in-flight N     operations in flight, all customers; past it
                         commands are rejected 'overloaded' (default 65536)
+  --max-in-flight-per-connection N
+                        commands in flight from one connection; past it
+                        its commands are rejected 'overloaded' (default 1024)
   --retention N         events kept for ReadEvents       (default 1000000)
   --dedupe-window N     completed commandIds remembered  (default 1000000)
   --catalog FILE        starter catalog, JSON            (default %s)
@@ -77,6 +80,9 @@ Options parse(int argc, char** argv) {
       o.engine.maxPending = unsignedValue(a, value(argc, argv, i), 1, 1'000'000);
     } else if (a == "--max-in-flight") {
       o.engine.maxInFlight = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
+    } else if (a == "--max-in-flight-per-connection") {
+      o.server.maxInFlightPerConnection =
+          static_cast<uint32_t>(unsignedValue(a, value(argc, argv, i), 1, 10'000'000));
     } else if (a == "--retention") {
       o.engine.retention = unsignedValue(a, value(argc, argv, i), 1, 1'000'000'000);
     } else if (a == "--dedupe-window") {

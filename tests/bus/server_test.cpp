@@ -150,6 +150,50 @@ TEST_CASE("the gate over the wire: the sixth of six pending is rejected, then fi
   CHECK(accepted(f.client.call(cmd(GetCustomer{"alice"}))).customer->balance == 500);
 }
 
+TEST_CASE(
+    "a connection past its in-flight bound is rejected 'overloaded', and other connections are "
+    "not") {
+  auto config = EmbeddedServer::defaultConfig();
+  config.maxInFlightPerConnection = 8;
+  Fixture f(config);
+  // Four customers, two deposits each: eight in flight, within every
+  // customer's gate. The shards are held, so none of them can finish.
+  std::vector<std::string> customers = {"c0", "c1", "c2", "c3", "c4"};
+  for (const auto& c : customers) accepted(f.client.call(cmd(CreateCustomer{c, 0})));
+  unsigned shards = f.server.withEngine([](Engine& engine) {
+    for (unsigned k = 0; k < engine.config().shards; ++k) engine.holdShard(k);
+    return engine.config().shards;
+  });
+
+  Client flood(f.server.context(), f.server.commands());
+  std::vector<std::optional<CallResult>> results(10);
+  for (size_t i = 0; i < 10; ++i) {
+    // The 9th and 10th go to c4, whose gate is empty: only the connection's bound stops them.
+    const std::string& customer = i < 8 ? customers[i / 2] : customers[4];
+    flood.send(cmd(Deposit{customer, 10}), [&results, i](const CallResult& r) { results[i] = r; });
+  }
+  while (!results[8] || !results[9]) flood.poll(-1);
+  for (size_t i = 0; i < 8; ++i) CHECK_FALSE(results[i].has_value());
+  CHECK(rejectionOf(*results[8]) == RejectReason::overloaded);
+  CHECK(rejectionOf(*results[9]) == RejectReason::overloaded);
+  CHECK(results[8]->reply->reply.rejection()->detail.find("per connection") != std::string::npos);
+  f.probe.expect(m::rejected(RejectReason::overloaded, "c4"));
+
+  // Another connection is not touched by this one's bound: a read, answered
+  // on the socket thread while the shards are held, comes back.
+  CallResult page = f.client.call(cmd(ReadEvents{1, 1}));
+  REQUIRE(page.ok());
+  CHECK(page.reply->reply.status == ReplyStatus::events);
+  CHECK(f.server.stats().connectionOverloaded == 2);
+
+  for (unsigned k = 0; k < shards; ++k) f.server.resumeShard(k);
+  while (flood.inFlight() > 0) flood.poll(-1);
+  for (size_t i = 0; i < 8; ++i) accepted(*results[i]);
+  // Its replies came back, so the connection may send again.
+  accepted(flood.call(cmd(Deposit{"c4", 10})));
+  CHECK(accepted(f.client.call(cmd(GetCustomer{"c4"}))).customer->balance == 10);
+}
+
 TEST_CASE("two clients on two customers concurrently: one reply each, and events match replies") {
   Fixture f;
   accepted(f.client.call(cmd(AddProduct{"apple", 10, 1'000'000})));
@@ -458,6 +502,7 @@ bus::ServerConfig tightRepliesConfig() {
   auto config = EmbeddedServer::defaultConfig();
   config.repliesSendHwm = 8;
   config.repliesSendBuffer = 4096;
+  config.maxInFlightPerConnection = 1'000'000;  // these clients pipeline thousands on purpose
   return config;
 }
 
