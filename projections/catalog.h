@@ -1,0 +1,43 @@
+// The catalog and sales read model: per product, price, stock, units sold
+// and returned, and revenue.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "projections/read_model.h"
+
+namespace shop::projections {
+
+struct ProductRow {
+  std::string id;
+  Money price = 0;        // minor units, per unit
+  Quantity stock = 0;     // on the shelf
+  Quantity sold = 0;      // units bought, over all time
+  Quantity returned = 0;  // units returned, over all time
+  Money revenue = 0;      // paid for units bought, over all time
+  Money refunded = 0;     // paid back for units returned
+  Money netRevenue() const { return revenue - refunded; }
+  Quantity netSold() const { return sold - returned; }
+};
+
+// Owned by one thread; not thread-safe. A catalog is small (thousands of
+// products, not millions), so products sit in an ordered map.
+class Catalog final : public ReadModel {
+ public:
+  const ProductRow* find(const std::string& id) const;
+  const std::map<std::string, ProductRow, std::less<>>& products() const { return products_; }
+  // The `n` products with the most units sold net of returns, most first;
+  // ties by id.
+  std::vector<const ProductRow*> topSellers(size_t n) const;
+
+ protected:
+  void onEvent(const Event& event) override;
+  void onReset() override { products_.clear(); }
+
+ private:
+  std::map<std::string, ProductRow, std::less<>> products_;
+};
+
+}  // namespace shop::projections

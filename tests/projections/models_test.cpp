@@ -1,0 +1,258 @@
+// The read models alone: Event values in, state out. No sockets, no
+// threads; time is a variable the test moves.
+#include <doctest/doctest.h>
+
+#include <memory>
+
+#include "projections/read_models.h"
+
+using namespace shop;
+using namespace shop::projections;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr int64_t kStart = 1'800'000'000 * kSecond;  // an arbitrary wall-clock time
+
+// Events with consecutive seqs and a timestamp the test controls.
+struct Stream {
+  Seq seq = 0;
+  int64_t nowNs = kStart;
+  Event next(EventBody body) { return Event{++seq, nowNs, CommandId::random(), std::move(body)}; }
+};
+
+struct Fixture {
+  int64_t nowNs = kStart;
+  Stream stream;
+  ReadModels models{
+      ReadModelsConfig{.activeWindow = 60s, .gateWindow = 60s, .clock = [this] { return nowNs; }}};
+  void apply(EventBody body) {
+    stream.nowNs = nowNs;
+    models.apply(stream.next(std::move(body)));
+  }
+  void advance(int64_t ns) { nowNs += ns; }
+};
+
+OperationRejected rejected(RejectReason reason, CommandKind kind, std::string customer,
+                           std::string product = {}) {
+  return OperationRejected{reason, kind, std::move(customer), std::move(product), "detail"};
+}
+
+std::vector<std::string> idsOf(const CustomerPage& page) {
+  std::vector<std::string> ids;
+  for (const auto* row : page.rows) ids.push_back(row->id);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("apply is idempotent by seq, and reset empties every model") {
+  Fixture f;
+  Event created = f.stream.next(CustomerCreated{"alice", 100});
+  Event deposit = f.stream.next(FundsDeposited{"alice", 50, 150});
+  f.models.apply(created);
+  f.models.apply(deposit);
+  f.models.apply(deposit);  // again: ignored
+  f.models.apply(created);  // older: ignored
+  REQUIRE(f.models.customers.find("alice"));
+  CHECK(f.models.customers.find("alice")->balance == 150);
+  CHECK(f.models.customers.find("alice")->accepted == 2);
+  CHECK(f.models.throughput.events() == 2);
+  CHECK(f.models.lastSeq() == 2);
+
+  f.models.reset();
+  CHECK(f.models.lastSeq() == 0);
+  CHECK(f.models.customers.size() == 0);
+  CHECK(f.models.active.count() == 0);
+  CHECK(f.models.throughput.events() == 0);
+  // After a reset seq 1 is new again: another server's stream.
+  f.models.apply(Event{1, kStart, CommandId::random(), CustomerCreated{"bob", 5}});
+  CHECK(f.models.customers.find("bob")->balance == 5);
+  CHECK_FALSE(f.models.customers.find("alice"));
+}
+
+TEST_CASE("customers: balance, holdings at what they cost, and counts follow the events") {
+  Fixture f;
+  f.apply(ProductAdded{"apple", 30, 10});
+  f.apply(CustomerCreated{"alice", 1000});
+  f.apply(ProductBought{"alice", "apple", 2, 30, 940});
+  f.apply(ProductBought{"alice", "apple", 1, 40, 900});
+  f.apply(ProductReturned{"alice", "apple", 1, 40, 940});  // the newest unit goes back first
+  f.apply(rejected(RejectReason::insufficientFunds, CommandKind::buyProduct, "alice", "apple"));
+  f.apply(rejected(RejectReason::unknownCustomer, CommandKind::deposit, "nobody"));
+  const CustomerRow* alice = f.models.customers.find("alice");
+  REQUIRE(alice);
+  CHECK(alice->balance == 940);
+  REQUIRE(alice->holdings.size() == 1);
+  CHECK(alice->holdings[0] == Holding{"apple", 2, 60});
+  CHECK(alice->accepted == 4);
+  CHECK(alice->rejected == 1);
+  CHECK_FALSE(f.models.customers.find("nobody"));
+
+  f.apply(ProductReturned{"alice", "apple", 2, 60, 1000});
+  CHECK(f.models.customers.find("alice")->holdings.empty());
+}
+
+TEST_CASE("customers: pages by id prefix, in id order either way, and by balance without overlap") {
+  Fixture f;
+  // Created out of order, and more than the unsorted tail holds, so the
+  // index merges while events arrive and again at the query.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10'000; ++i) {
+    int n = (i * 7919) % 10'000;
+    ids.push_back("c" + std::to_string(n));
+    f.apply(CustomerCreated{ids.back(), n});
+  }
+  f.apply(CustomerCreated{"b", 0});
+  f.apply(CustomerCreated{"d", 0});
+
+  CustomerPage page = f.models.customers.page({.prefix = "c12", .limit = 5});
+  CHECK(page.total == 111);  // c12, c120..c129, c1200..c1299
+  CHECK(idsOf(page) == std::vector<std::string>{"c12", "c120", "c1200", "c1201", "c1202"});
+  page = f.models.customers.page({.prefix = "c12", .descending = true, .limit = 2});
+  CHECK(idsOf(page) == std::vector<std::string>{"c1299", "c1298"});
+  page = f.models.customers.page({.prefix = "c12", .offset = 110, .limit = 5});
+  CHECK(idsOf(page) == std::vector<std::string>{"c1299"});
+  CHECK(f.models.customers.page({.prefix = "zz"}).total == 0);
+  CHECK(f.models.customers.page({}).total == 10'002);
+  CHECK(idsOf(f.models.customers.page({.limit = 1})) == std::vector<std::string>{"b"});
+
+  // By balance, richest first, in pages that tile the whole set.
+  std::vector<std::string> seen;
+  for (size_t offset = 0; offset < 10'002; offset += 999) {
+    auto p = f.models.customers.page(
+        {.order = CustomerOrder::balance, .descending = true, .offset = offset, .limit = 999});
+    for (const auto* row : p.rows) seen.push_back(row->id);
+  }
+  REQUIRE(seen.size() == 10'002);
+  CHECK(seen[0] == "c9999");
+  CHECK(seen[1] == "c9998");
+  // Balance 0 is shared by b, c0 and d: ties go by id.
+  CHECK(std::vector<std::string>(seen.end() - 3, seen.end()) ==
+        std::vector<std::string>{"b", "c0", "d"});
+  std::sort(seen.begin(), seen.end());
+  CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+}
+
+TEST_CASE("catalog: stock, units sold and returned, revenue, and top sellers") {
+  Fixture f;
+  f.apply(ProductAdded{"apple", 30, 10});
+  f.apply(ProductAdded{"pear", 50, 5});
+  f.apply(ProductAdded{"fig", 70, 5});
+  f.apply(CustomerCreated{"alice", 1000});
+  f.apply(ProductBought{"alice", "apple", 3, 30, 910});
+  f.apply(ProductBought{"alice", "pear", 2, 50, 810});
+  f.apply(ProductReturned{"alice", "apple", 1, 30, 840});
+  f.apply(ProductRestocked{"pear", 7, 10});
+  f.apply(rejected(RejectReason::outOfStock, CommandKind::buyProduct, "alice", "fig"));
+
+  const ProductRow* apple = f.models.catalog.find("apple");
+  REQUIRE(apple);
+  CHECK(apple->stock == 8);
+  CHECK(apple->sold == 3);
+  CHECK(apple->returned == 1);
+  CHECK(apple->revenue == 90);
+  CHECK(apple->netRevenue() == 60);
+  CHECK(f.models.catalog.find("pear")->stock == 10);
+  auto top = f.models.catalog.topSellers(2);
+  REQUIRE(top.size() == 2);
+  CHECK(top[0]->id == "apple");  // 2 net, ties with pear, first by id
+  CHECK(top[1]->id == "pear");
+}
+
+TEST_CASE("active customers drop off once idle for the window, by the injected clock") {
+  Fixture f;  // a 60 s window
+  f.apply(CustomerCreated{"alice", 0});
+  f.advance(30 * kSecond);
+  f.apply(CustomerCreated{"bob", 0});
+  f.apply(rejected(RejectReason::unknownCustomer, CommandKind::deposit, "ghost"));
+  f.models.expire();
+  CHECK(f.models.active.count() == 2);  // a rejection about nobody shows nobody active
+
+  f.advance(31 * kSecond);  // alice idle 61 s, bob 31 s
+  f.models.expire();
+  CHECK(f.models.active.count() == 1);
+  auto recent = f.models.active.recent(10);
+  REQUIRE(recent.size() == 1);
+  CHECK(recent[0].id == "bob");
+
+  f.apply(FundsDeposited{"alice", 1, 1});  // active again, newest now
+  f.models.expire();
+  recent = f.models.active.recent(10);
+  REQUIRE(recent.size() == 2);
+  CHECK(recent[0].id == "alice");
+  CHECK(recent[0].lastActivityNs == f.nowNs);
+  f.advance(61 * kSecond);
+  f.models.expire();
+  CHECK(f.models.active.count() == 0);
+}
+
+TEST_CASE("gate pressure ranks customers by tooManyPending in the window, and forgets older ones") {
+  Fixture f;  // a 60 s window, in 1 s slices
+  for (int i = 0; i < 5; ++i) {
+    f.apply(rejected(RejectReason::tooManyPending, CommandKind::deposit, "hot"));
+  }
+  f.apply(rejected(RejectReason::tooManyPending, CommandKind::buyProduct, "warm", "apple"));
+  f.apply(rejected(RejectReason::insufficientFunds, CommandKind::buyProduct, "poor", "apple"));
+  f.advance(40 * kSecond);
+  for (int i = 0; i < 2; ++i) {
+    f.apply(rejected(RejectReason::tooManyPending, CommandKind::deposit, "warm"));
+  }
+  f.models.expire();
+  auto hot = f.models.gate.hottest(10);
+  REQUIRE(hot.size() == 2);
+  CHECK(hot[0].id == "hot");
+  CHECK(hot[0].rejections == 5);
+  CHECK(hot[1].id == "warm");
+  CHECK(hot[1].rejections == 3);
+  CHECK(f.models.gate.total() == 8);
+
+  f.advance(21 * kSecond);  // the first burst is 61 s old
+  f.models.expire();
+  hot = f.models.gate.hottest(10);
+  REQUIRE(hot.size() == 1);
+  CHECK(hot[0].id == "warm");
+  CHECK(hot[0].rejections == 2);
+  CHECK(f.models.gate.total() == 2);
+}
+
+TEST_CASE("throughput counts events and rejections per second over the last five minutes") {
+  Fixture f;
+  f.apply(CustomerCreated{"alice", 0});
+  f.apply(rejected(RejectReason::customerExists, CommandKind::createCustomer, "alice"));
+  f.advance(2 * kSecond);
+  f.apply(FundsDeposited{"alice", 1, 1});
+  auto seconds = f.models.throughput.lastSeconds();
+  REQUIRE(seconds.size() == Throughput::kSeconds);
+  CHECK(seconds.back().unixSecond == f.nowNs / kSecond);
+  CHECK(seconds.back().events == 1);
+  CHECK(seconds[seconds.size() - 2].events == 0);
+  CHECK(seconds[seconds.size() - 3].events == 2);
+  CHECK(seconds[seconds.size() - 3].rejections == 1);
+
+  f.advance(299 * kSecond);  // the first second has left the window
+  seconds = f.models.throughput.lastSeconds();
+  uint64_t inWindow = 0;
+  for (const auto& s : seconds) inWindow += s.events;
+  CHECK(inWindow == 1);
+  CHECK(f.models.throughput.events() == 3);
+}
+
+TEST_CASE("rejections: counts by reason and command, and only the last hundred kept") {
+  Fixture f;
+  for (int i = 0; i < 150; ++i) {
+    f.apply(rejected(i % 3 == 0 ? RejectReason::outOfStock : RejectReason::tooManyPending,
+                     i % 2 == 0 ? CommandKind::buyProduct : CommandKind::deposit,
+                     "c" + std::to_string(i)));
+  }
+  const auto& r = f.models.rejections;
+  CHECK(r.total() == 150);
+  CHECK(r.byReason(RejectReason::outOfStock) == 50);
+  CHECK(r.byReason(RejectReason::tooManyPending) == 100);
+  CHECK(r.byCommand(CommandKind::buyProduct) == 75);
+  REQUIRE(r.recent().size() == Rejections::kRecent);
+  CHECK(r.recent().front().rejection.customer == "c50");
+  CHECK(r.recent().back().rejection.customer == "c149");
+  CHECK(r.recent().back().seq == 150);
+}
