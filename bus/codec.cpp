@@ -184,6 +184,8 @@ void toWire(const Reply& reply, wire::Reply::Builder out) {
       auto page = out.initEvents();
       page.setHeadSeq(reply.page.headSeq);
       page.setCapped(reply.page.capped);
+      page.setServerId(reply.page.serverId);
+      // `skipped` has no wire form: those events could not be read to begin with.
       auto list = page.initEvents(static_cast<unsigned>(reply.page.events.size()));
       for (unsigned i = 0; i < reply.page.events.size(); ++i) toWire(reply.page.events[i], list[i]);
       break;
@@ -229,6 +231,7 @@ void toWire(const ReplyView& reply, wire::Reply::Builder out) {
       auto page = out.initEvents();
       page.setHeadSeq(reply.headSeq);
       page.setCapped(reply.capped);
+      page.setServerId(reply.serverId);
       auto list = page.initEvents(static_cast<unsigned>(reply.count));
       for (unsigned i = 0; i < reply.count; ++i) {
         capnp::FlatArrayMessageReader reader(reply.log->at(reply.first + i));
@@ -298,7 +301,20 @@ ClientReply fromWire(wire::Reply::Reader in) {
       r.status = ReplyStatus::events;
       r.page.headSeq = page.getHeadSeq();
       r.page.capped = page.getCapped();
-      for (auto e : page.getEvents()) r.page.events.push_back(fromWire(e));
+      r.page.serverId = page.getServerId();
+      // Event by event: one that cannot be decoded (a newer server's event
+      // kind, a broken struct) costs only itself, not the page. Its seq is in
+      // the list element's data section, so it can always be named.
+      for (auto e : page.getEvents()) {
+        try {
+          r.page.events.push_back(fromWire(e));
+        } catch (const DecodeError& error) {
+          r.page.skipped.push_back({e.getSeq(), error.what()});
+        } catch (const kj::Exception& error) {
+          r.page.skipped.push_back(
+              {e.getSeq(), "not a valid Event: " + std::string(error.getDescription().cStr())});
+        }
+      }
       break;
     }
     default:

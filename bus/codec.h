@@ -52,7 +52,9 @@ Command fromWire(wire::Command::Reader in);
 Command fromWire(wire::Command::Reader in, const CommandId& id);
 
 // A reply as a client sees it: a domain Reply, or the server's `malformed`
-// text when the request could not be decoded.
+// text when the request could not be decoded. In a page, an event that
+// cannot be decoded is left out of `page.events` and listed, with why, in
+// `page.skipped`; the rest of the page is kept.
 struct ClientReply {
   Reply reply;
   std::optional<std::string> malformed;

@@ -15,6 +15,13 @@ std::string CommandId::toHex() const {
   return out;
 }
 
+std::string serverIdHex(uint64_t id) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (size_t i = 0; i < 16; ++i) out[15 - i] = kDigits[(id >> (4 * i)) & 0xF];
+  return out;
+}
+
 CommandId CommandId::random() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return fromNumber(rng(), rng());

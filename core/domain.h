@@ -208,11 +208,27 @@ struct CustomerView {
   bool operator==(const CustomerView&) const = default;
 };
 
+// An event of a page that could not be decoded: a union member from a newer
+// server, or a broken struct. Its seq could still be read.
+struct SkippedEvent {
+  Seq seq = 0;
+  std::string why;
+  bool operator==(const SkippedEvent&) const = default;
+};
+
 struct EventPage {
   std::vector<Event> events;
   Seq headSeq = 0;
-  bool capped = false;  // the page stopped at its byte cap; read on from the last seq + 1
+  bool capped = false;    // the page stopped at its byte cap; read on from the last seq + 1
+  uint64_t serverId = 0;  // the server's random id, chosen at its start; never 0 from a server
+                          // that sends it. Seqs of two different ids are two streams.
+  // Events the client could not decode, in seq order; they are not in
+  // `events`. Filled by bus::fromWire, never sent (a server has none).
+  std::vector<SkippedEvent> skipped;
 };
+
+// A server id as people see it in logs and messages: 16 hex digits.
+std::string serverIdHex(uint64_t id);
 
 // `retired`: a retry of a mutation accepted earlier, whose event has left
 // the log's retention; the reply carries its seq, not the event.

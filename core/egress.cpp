@@ -29,6 +29,7 @@ Reply toReply(const ReplyView& view) {
     case ReplyStatus::events:
       out.page.headSeq = view.headSeq;
       out.page.capped = view.capped;
+      out.page.serverId = view.serverId;
       for (size_t i = 0; i < view.count; ++i) {
         out.page.events.push_back(decodeEvent(view.log->at(view.first + i)));
       }

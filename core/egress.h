@@ -53,7 +53,8 @@ struct ReplyView {
   Seq first = 0;
   size_t count = 0;
   Seq headSeq = 0;
-  bool capped = false;  // events: the page stopped at its byte cap
+  bool capped = false;    // events: the page stopped at its byte cap
+  uint64_t serverId = 0;  // events: the engine's id (EventPage.serverId)
 };
 
 class ReplySink {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <future>
+#include <random>
 
 #include "core/check.h"
 #include "core/saga.h"
@@ -14,6 +15,14 @@ namespace shop {
 unsigned defaultShardCount() {
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 1 ? hw - 1 : 1;
+}
+
+uint64_t randomServerId() {
+  std::random_device device;
+  uint64_t id = 0;
+  // 0 means "no id" on the wire (a server older than EventPage.serverId).
+  while (id == 0) id = (uint64_t{device()} << 32) ^ device();
+  return id;
 }
 
 namespace {
@@ -39,6 +48,7 @@ int64_t nowNs() {
 
 Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies)
     : config_(config),
+      serverId_(config.serverId != 0 ? config.serverId : randomServerId()),
       events_(events),
       replies_(replies),
       owner_(std::this_thread::get_id()),
@@ -204,7 +214,8 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
                                 .first = first,
                                 .count = count,
                                 .headSeq = log_.headSeq(),
-                                .capped = capped});
+                                .capped = capped,
+                                .serverId = serverId_});
 }
 
 void Engine::prefetch(const Command& command) const {

@@ -40,7 +40,14 @@ struct EngineConfig {
   uint32_t readPageLimit = 10'000;  // most events one ReadEvents returns
   size_t maxInFlight = 65'536;      // operations admitted and not yet final, all customers
   size_t readPageBytes = 1 << 20;   // most event bytes one ReadEvents returns (at least one event)
+  // This run's identity, carried by every ReadEvents page: seqs start again
+  // at 1 when the server restarts, and a subscriber tells the new stream
+  // from the old one by this id. 0: a random one (never 0) at construction.
+  uint64_t serverId = 0;
 };
+
+// A random 64-bit server id, never 0.
+uint64_t randomServerId();
 
 // Owned by the ingress thread (the thread that constructs it); not
 // thread-safe. It owns the shard threads.
@@ -96,6 +103,9 @@ class Engine {
   const PendingGate& gate() const { return gate_; }
   const DedupeWindow& dedupe() const { return dedupe_; }
   const EngineConfig& config() const { return config_; }
+  // The id this engine's ReadEvents pages carry (config().serverId, or the
+  // random one chosen for it); never 0.
+  uint64_t serverId() const { return serverId_; }
   unsigned shardOfCustomer(std::string_view id) const {
     return router_.shardOf(AggregateKind::customer, id);
   }
@@ -146,6 +156,7 @@ class Engine {
   void assertOwner() const;
 
   EngineConfig config_;
+  uint64_t serverId_;
   EventSink& events_;
   ReplySink& replies_;
   std::thread::id owner_;

@@ -189,6 +189,10 @@ struct EventPage {
   headSeq @1 :UInt64;       # the newest seq published when the page was read
   capped  @2 :Bool;         # the page stopped at the server's byte cap (1 MiB by default)
                             # before maxCount: read on from the last seq + 1
+  serverId @3 :UInt64;      # the server that sequenced these events: a random id (never 0)
+                            # chosen when it started. Seqs are only comparable between pages
+                            # with the same serverId; another one means the server restarted
+                            # and its seqs began again at 1 (0: a server older than this field)
 }
 
 struct Rejection {

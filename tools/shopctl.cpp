@@ -34,7 +34,8 @@ commands:
   restock PRODUCT QUANTITY          add stock
   get CUSTOMER                      show balance and holdings
   tail [--customer ID] [--from SEQ] print events as JSON, one per line, until Ctrl-C
-                                    (--from 1: everything retained; default: new events only)
+                                    (--from 1: everything retained; default: new events only;
+                                    a restarted shopd is said on stderr and followed from seq 1)
   keygen NAME                       write a CURVE key pair: NAME.key (secret, mode 0600)
                                     and NAME.pub (public)
 
@@ -234,6 +235,7 @@ int runTail(const Options& o) {
       return 2;
     }
     sub.from = head.reply->reply.page.headSeq + 1;
+    sub.serverId = head.reply->reply.page.serverId;  // that head is this server's
   }
 
   struct sigaction action {};
@@ -241,6 +243,19 @@ int runTail(const Options& o) {
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
 
+  // A restarted server's seqs begin again at 1: say so, and go on with its
+  // events from its oldest.
+  sub.onReset = [](const shop::bus::StreamReset& reset) {
+    std::fprintf(stderr,
+                 "shopctl: tail: the server restarted (%s); following the new server from seq "
+                 "%llu\n",
+                 reset.reason.c_str(), static_cast<unsigned long long>(reset.from));
+  };
+  // An event this shopctl cannot read (from a newer shopd) is named, not fatal.
+  sub.onSkipped = [](shop::Seq seq, const std::string& why) {
+    std::fprintf(stderr, "shopctl: tail: event %llu cannot be decoded, skipped: %s\n",
+                 static_cast<unsigned long long>(seq), why.c_str());
+  };
   shop::bus::CatchUpSubscriber subscriber(context, o.events, o.endpoint, sub);
   capnp::JsonCodec json;
   json.handleByAnnotation<shop::wire::Event>();

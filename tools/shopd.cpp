@@ -161,6 +161,9 @@ int main(int argc, char** argv) {
     options.server.access = &access;
     shop::bus::Server server(context, options.server);
     shop::Engine engine(options.engine, server, server);
+    // Seqs start again at 1 on every start; this id, on every ReadEvents
+    // page, is how a subscriber tells this run's stream from the last one's.
+    shop::logLine("shopd", "server id %s", shop::serverIdHex(engine.serverId()).c_str());
     for (auto& product : catalog) {
       engine.submit(shop::Command{shop::CommandId::random(), std::move(product)},
                     shop::bus::Server::kLocalTag);

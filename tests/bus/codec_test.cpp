@@ -11,6 +11,7 @@
 #include "bus/codec.h"
 #include "bus/topic.h"
 #include "core/validation.h"
+#include "tests/testkit/wire_patch.h"
 
 using namespace shop;
 using namespace shop::bus;
@@ -201,10 +202,13 @@ TEST_CASE("a reply built from the log carries the logged event's bytes unchanged
                  .log = &log,
                  .first = 1,
                  .count = 1,
-                 .headSeq = 1};
+                 .headSeq = 1,
+                 .serverId = 0x0123456789ABCDEF};
   ClientReply p = readFrame<wire::Reply>(replies.encode(page),
                                          [](wire::Reply::Reader r) { return fromWire(r); });
   REQUIRE(p.reply.page.events.size() == 1);
+  CHECK(p.reply.page.serverId == 0x0123456789ABCDEF);
+  CHECK(p.reply.page.skipped.empty());
   CHECK(std::get<FundsDeposited>(p.reply.page.events[0].body) == std::get<FundsDeposited>(e.body));
 }
 
@@ -230,4 +234,40 @@ TEST_CASE("a rejection of an invalid id is published on s/, never under a custom
       OperationRejected{
           RejectReason::unknownCustomer, CommandKind::deposit, "a", {}, "no customer 'a'"}};
   CHECK(topicOf(unknown) == "c/a/operationRejected");
+}
+
+TEST_CASE("a page is decoded event by event: one that cannot be read is listed, not fatal") {
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::Reply>();
+  CommandId id = CommandId::fromNumber(3, 4);
+  reply.setCommandId(bytesOf(id));
+  auto page = reply.initEvents();
+  page.setHeadSeq(4);
+  page.setServerId(0xFEEDFACE12345678);
+  auto list = page.initEvents(4);
+  for (unsigned i = 0; i < 4; ++i) {
+    toWire(Event{i + 1, 7, CommandId::fromNumber(0, i + 1),
+                 CustomerCreated{"c" + std::to_string(i + 1), 1}},
+           list[i]);
+  }
+  testkit::setEventKind(list[1], 100);                         // seq 2: a kind from a newer server
+  list[2].setCommandId(kj::arrayPtr(bytesOf(id).begin(), 3));  // seq 3: a broken commandId
+
+  zmq::message_t frame = toFrame(message);
+  ClientReply decoded =
+      readFrame<wire::Reply>(frame, [](wire::Reply::Reader r) { return fromWire(r); });
+  REQUIRE(decoded.reply.status == ReplyStatus::events);
+  const EventPage& p = decoded.reply.page;
+  CHECK(p.serverId == 0xFEEDFACE12345678);
+  CHECK(p.headSeq == 4);
+  REQUIRE(p.events.size() == 2);
+  CHECK(p.events[0].seq == 1);
+  CHECK(p.events[1].seq == 4);
+  REQUIRE(p.skipped.size() == 2);
+  CHECK(p.skipped[0].seq == 2);
+  CHECK(p.skipped[0].why.find("unknown event kind 100") != std::string::npos);
+  CHECK(p.skipped[1].seq == 3);
+  CHECK(p.skipped[1].why.find("commandId must be 16 bytes") != std::string::npos);
+  CHECK(serverIdHex(0xFEEDFACE12345678) == "feedface12345678");
+  CHECK(serverIdHex(0xAB) == "00000000000000ab");
 }

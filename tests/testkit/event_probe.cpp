@@ -7,7 +7,8 @@ namespace {
 
 Seq serverHead(zmq::context_t& context, const std::string& commands) {
   bus::Client client(context, commands);
-  auto result = client.call(Command{CommandId::random(), ReadEvents{std::numeric_limits<Seq>::max(), 1}});
+  auto result =
+      client.call(Command{CommandId::random(), ReadEvents{std::numeric_limits<Seq>::max(), 1}});
   if (!result.ok()) throw ProbeFailure("EventProbe cannot read the server's head: " + result.error);
   return result.reply->reply.page.headSeq;
 }
@@ -45,8 +46,8 @@ void EventProbe::pump(int timeoutMs) {
 }
 
 void EventProbe::fail(const std::string& expectation) const {
-  std::string message = "EventProbe: " + expectation + "; received " +
-                        std::to_string(received_.size()) + " event(s)";
+  std::string message =
+      "EventProbe: " + expectation + "; received " + std::to_string(received_.size()) + " event(s)";
   for (const auto& e : received_) message += "\n  " + describe(e);
   throw ProbeFailure(message);
 }
@@ -97,7 +98,8 @@ std::vector<Event> EventProbe::expectInOrder(const std::vector<EventMatcher>& ms
 }
 
 void EventProbe::expectNone(const EventMatcher& m) {
-  auto head = client_.call(Command{CommandId::random(), ReadEvents{std::numeric_limits<Seq>::max(), 1}});
+  auto head =
+      client_.call(Command{CommandId::random(), ReadEvents{std::numeric_limits<Seq>::max(), 1}});
   if (!head.ok()) fail("expectNone could not read the head: " + head.error);
   Seq target = head.reply->reply.page.headSeq;
   while (subscriber_.checkpoint() < target) pump(1000);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -54,7 +55,30 @@ bool Process::readSome(int fd, std::string& into) {
   return true;
 }
 
-std::string Process::waitForStderrLine(const std::string& fragment) {
+bool Process::readSomeBy(int fd, std::string& into,
+                         std::optional<std::chrono::steady_clock::time_point> deadline) {
+  if (deadline) {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    int ready;
+    while ((ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)))) < 0 &&
+           errno == EINTR) {
+    }
+    if (ready <= 0) return false;  // the deadline passed
+  }
+  return readSome(fd, into);
+}
+
+namespace {
+std::optional<std::chrono::steady_clock::time_point> deadlineAfter(int timeoutMs) {
+  if (timeoutMs < 0) return std::nullopt;
+  return std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+}
+}  // namespace
+
+std::string Process::waitForStderrLine(const std::string& fragment, int timeoutMs) {
+  auto deadline = deadlineAfter(timeoutMs);
   for (;;) {
     size_t end;
     while ((end = err_.find('\n', errScanned_)) != std::string::npos) {
@@ -62,11 +86,12 @@ std::string Process::waitForStderrLine(const std::string& fragment) {
       errScanned_ = end + 1;
       if (line.find(fragment) != std::string::npos) return line;
     }
-    if (!readSome(errFd_, err_)) return {};
+    if (!readSomeBy(errFd_, err_, deadline)) return {};
   }
 }
 
-std::vector<std::string> Process::waitForStdoutLines(size_t lines) {
+std::vector<std::string> Process::waitForStdoutLines(size_t lines, int timeoutMs) {
+  auto deadline = deadlineAfter(timeoutMs);
   for (;;) {
     std::vector<std::string> complete;
     size_t start = 0, end;
@@ -74,11 +99,13 @@ std::vector<std::string> Process::waitForStdoutLines(size_t lines) {
       complete.push_back(out_.substr(start, end - start));
       start = end + 1;
     }
-    if (complete.size() >= lines || !readSome(outFd_, out_)) return complete;
+    if (complete.size() >= lines || !readSomeBy(outFd_, out_, deadline)) return complete;
   }
 }
 
-void Process::signal(int signo) { ::kill(pid_, signo); }
+void Process::signal(int signo) {
+  ::kill(pid_, signo);
+}
 
 int Process::wait() {
   if (status_ >= 0) return status_;

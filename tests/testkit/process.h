@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,9 +21,13 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   // Reads stderr until a line contains `fragment` (or EOF); returns it.
-  std::string waitForStderrLine(const std::string& fragment);
-  // Reads stdout until it holds `lines` complete lines (or EOF); returns them.
-  std::vector<std::string> waitForStdoutLines(size_t lines);
+  // With timeoutMs >= 0, gives up after that long and returns "": a bound
+  // on a wait for an event, so that a missing line fails a test instead of
+  // hanging it.
+  std::string waitForStderrLine(const std::string& fragment, int timeoutMs = -1);
+  // Reads stdout until it holds `lines` complete lines (or EOF, or
+  // timeoutMs >= 0 has passed); returns the complete lines it holds.
+  std::vector<std::string> waitForStdoutLines(size_t lines, int timeoutMs = -1);
   void signal(int signo);
   // Waits for exit; returns the exit code, or 128+signal when killed.
   int wait();
@@ -35,6 +41,9 @@ class Process {
 
  private:
   bool readSome(int fd, std::string& into);
+  // readSome, once `fd` is readable before `deadline` (none: nullopt).
+  bool readSomeBy(int fd, std::string& into,
+                  std::optional<std::chrono::steady_clock::time_point> deadline);
   pid_t pid_ = -1;
   int outFd_ = -1;
   int errFd_ = -1;

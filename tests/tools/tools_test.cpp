@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -317,4 +318,82 @@ TEST_CASE("shopd with CURVE: keygen, a listed key is served, others are not, SIG
   CHECK(shopd.wait() == 0);
   CHECK(shopd.err().find("denied key") != std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// The 16 hex digits of shopd's "server id ..." line.
+std::string serverIdOf(Process& shopd) {
+  std::string line = shopd.waitForStderrLine("server id ");
+  std::string id = line.substr(line.find("server id ") + 10);
+  REQUIRE(id.size() == 16);
+  CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(id != "0000000000000000");
+  return id;
+}
+
+// The events endpoint of shopd's "serving" line, once commandsEndpointOf read it.
+std::string eventsEndpointOf(Process& shopd) {
+  const std::string& err = shopd.err();
+  const std::string marker = ", events on ";
+  size_t at = err.find(marker);
+  REQUIRE(at != std::string::npos);
+  size_t begin = at + marker.size();
+  return err.substr(begin, err.find(' ', begin) - begin);
+}
+
+// A JSON line of `shopctl tail`: its seq and customer.
+std::pair<Seq, std::string> seqAndCustomer(const std::string& line) {
+  capnp::JsonCodec json;
+  json.handleByAnnotation<wire::Event>();
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Event>();
+  json.decode(kj::StringPtr(line.c_str()), root);
+  return {root.asReader().getSeq(), std::string(bus::fromWire(root.asReader()).customer())};
+}
+
+}  // namespace
+
+TEST_CASE("shopctl tail --from 1 across a shopd restart says so, then prints every new event") {
+  Process first({SHOPD_PATH, "--commands", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*",
+                 "--no-catalog", "--shards", "2"});
+  std::string oldId = serverIdOf(first);
+  std::string commands = commandsEndpointOf(first);
+  std::string events = eventsEndpointOf(first);
+  zmq::context_t context(1);
+  auto create = [&context, &commands](const std::string& customer) {
+    bus::Client client(context, commands);
+    REQUIRE(client.call(Command{CommandId::random(), CreateCustomer{customer, 1}}).ok());
+  };
+  for (int i = 0; i < 3; ++i) create("old" + std::to_string(i));
+
+  Process tail({SHOPCTL_PATH, "--endpoint", commands, "--events", events, "--timeout", "3000",
+                "tail", "--from", "1"});
+  REQUIRE(tail.waitForStdoutLines(3).size() == 3);
+  first.signal(SIGTERM);
+  REQUIRE(first.wait() == 0);
+
+  // The same endpoints; four events, one more than the old server had.
+  Process second(
+      {SHOPD_PATH, "--commands", commands, "--events", events, "--no-catalog", "--shards", "2"});
+  std::string newId = serverIdOf(second);
+  second.waitForStderrLine("serving commands on");
+  for (int i = 0; i < 4; ++i) create("new" + std::to_string(i));
+
+  // Bounded, so that a tail that never notices fails here rather than hangs.
+  std::string restarted = tail.waitForStderrLine("the server restarted", 30'000);
+  CHECK(restarted.find("(server id " + oldId + " -> " + newId + ")") != std::string::npos);
+  CHECK(restarted.find("following the new server from seq 1") != std::string::npos);
+  auto lines = tail.waitForStdoutLines(7, 30'000);
+  tail.signal(SIGINT);
+  CHECK(tail.wait() == 0);
+  second.signal(SIGTERM);
+  CHECK(second.wait() == 0);
+
+  std::vector<std::pair<Seq, std::string>> expected = {
+      {1, "old0"}, {2, "old1"}, {3, "old2"}, {1, "new0"}, {2, "new1"}, {3, "new2"}, {4, "new3"}};
+  REQUIRE(lines.size() == expected.size());
+  for (size_t i = 0; i < lines.size(); ++i) CHECK(seqAndCustomer(lines[i]) == expected[i]);
+  // Nothing else was printed: no new event taken for the old stream's seq 4.
+  CHECK(std::count(tail.out().begin(), tail.out().end(), '\n') == 7);
 }
