@@ -5,17 +5,6 @@
 namespace shop::projections {
 namespace {
 
-// The customer an event shows activity for, or empty: rejections about ids
-// that are not customers (invalid or unknown) show nobody's.
-std::string_view activeCustomer(const Event& event) {
-  if (const auto* r = std::get_if<OperationRejected>(&event.body)) {
-    if (r->reason == RejectReason::invalidId || r->reason == RejectReason::unknownCustomer) {
-      return {};
-    }
-  }
-  return event.customer();
-}
-
 int64_t floorDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
   return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
@@ -31,8 +20,9 @@ int64_t systemNowNs() {
 
 // ---- ActiveCustomers --------------------------------------------------------
 
-ActiveCustomers::ActiveCustomers(Clock clock, std::chrono::nanoseconds window)
-    : clock_(std::move(clock)), window_(window) {}
+ActiveCustomers::ActiveCustomers(Clock clock, std::chrono::nanoseconds window,
+                                 std::function<bool(std::string_view)> isCustomer)
+    : clock_(std::move(clock)), window_(window), isCustomer_(std::move(isCustomer)) {}
 
 void ActiveCustomers::unlink(Node& node) {
   (node.older ? node.older->newer : oldest_) = node.newer;
@@ -41,8 +31,10 @@ void ActiveCustomers::unlink(Node& node) {
 }
 
 void ActiveCustomers::onEvent(const Event& event) {
-  std::string_view customer = activeCustomer(event);
+  std::string_view customer = event.customer();
   if (customer.empty()) return;
+  // Only a rejection can name an id that is not a customer.
+  if (std::holds_alternative<OperationRejected>(event.body) && !isCustomer_(customer)) return;
   latestNs_ = std::max(latestNs_, event.timestampNs);  // the list stays in time order
   auto it = byId_.find(customer);
   if (it == byId_.end()) {

@@ -16,6 +16,7 @@
 namespace shop::projections {
 
 // Customers with an event (rejections included) inside the last `window`.
+// Events are applied after the customers model's, so a creation is seen.
 // Owned by one thread; not thread-safe.
 //
 // The active customers form a list in order of last activity, oldest first:
@@ -29,7 +30,11 @@ class ActiveCustomers final : public ReadModel {
     int64_t lastActivityNs;
   };
 
-  ActiveCustomers(Clock clock, std::chrono::nanoseconds window);
+  // `isCustomer` says whether an id names a customer that exists: a
+  // rejection about any other id (unknown, invalid, or refused before the
+  // customer was looked at, as tooManyPending is) shows nobody active.
+  ActiveCustomers(Clock clock, std::chrono::nanoseconds window,
+                  std::function<bool(std::string_view)> isCustomer);
   ActiveCustomers(const ActiveCustomers&) = delete;
   ActiveCustomers& operator=(const ActiveCustomers&) = delete;
 
@@ -56,6 +61,7 @@ class ActiveCustomers final : public ReadModel {
 
   Clock clock_;
   std::chrono::nanoseconds window_;
+  std::function<bool(std::string_view)> isCustomer_;
   StringMap<Node> byId_;  // nodes do not move: the list links them
   Node* oldest_ = nullptr;
   Node* newest_ = nullptr;

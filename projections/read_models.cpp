@@ -4,7 +4,8 @@ namespace shop::projections {
 
 ReadModels::ReadModels(const ReadModelsConfig& config)
     : clock(config.clock),
-      active(config.clock, config.activeWindow),
+      active(config.clock, config.activeWindow,
+             [this](std::string_view id) { return customers.find(id) != nullptr; }),
       gate(config.clock, config.gateWindow),
       throughput(config.clock) {}
 

@@ -8,6 +8,8 @@ packages=(
   libzmq3-dev cppzmq-dev
   capnproto libcapnp-dev
   doctest-dev libconcurrentqueue-dev
+  libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
+  chromium
   python3
 )
 
@@ -16,13 +18,22 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
+# Node and npm drive the browser test; the machine usually has them already.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The browser test's driver, pinned by its package-lock.json.
+browser="$(dirname "$0")/../tests/tools/browser"
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+  echo "install-deps: npm ci in tests/tools/browser"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
