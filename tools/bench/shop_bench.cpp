@@ -27,6 +27,7 @@
 #include "core/engine.h"
 #include "tools/bench/abuse.h"
 #include "tools/bench/load.h"
+#include "tools/bench/projections.h"
 #include "tools/bench/report.h"
 #include "tools/bench/server_process.h"
 #include "tools/bench/thread_cpu.h"
@@ -40,7 +41,7 @@ constexpr const char* kUsage =
     R"(usage: shop-bench [--quick] [--json FILE] [--scenarios LIST] [--connections K] [--window W]
 
 Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
-fanout, curve, churn, never-reading, raw-tcp, slow-subscriber.
+fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -81,6 +82,15 @@ fanout, curve, churn, never-reading, raw-tcp, slow-subscriber.
              K x W closed loop on one shopd, with and without a SUB that
              subscribes to everything and never reads (RCVHWM 1000,
              SO_RCVBUF 4 KiB), interleaved: throughput and p99 ratios
+  projections
+             1. the six read models in-process: 1M customers created (--quick:
+                100k), then 2M mixed events (--quick: 500k) applied, median
+                of 3 passes: events/s, and the customers model's bytes per
+                customer;
+             2. a shop-dashboard process following a shopd at full e2e load
+                (K x W): head seq minus applied seq, sampled every 20 ms
+                over /api/health (read before the head, so a sample can only
+                overstate it), p99 in events and in ms at that rate
 
   --quick          every scenario short (about 45 s in all on 2 cores): 1 s
                    rounds, shopd --retention 100000 --dedupe-window 100000 so
@@ -760,7 +770,7 @@ Options parse(int argc, char** argv) {
             {"abuse", {"churn", "never-reading", "raw-tcp"}}};
         static const std::set<std::string> known = {
             "echo",  "e2e",           "engine",  "isolation",       "scale", "fanout",
-            "churn", "never-reading", "raw-tcp", "slow-subscriber", "curve"};
+            "churn", "never-reading", "raw-tcp", "slow-subscriber", "curve", "projections"};
         if (auto group = groups.find(s); group != groups.end()) {
           o.only.insert(group->second.begin(), group->second.end());
         } else if (known.count(s)) {
@@ -811,6 +821,9 @@ int main(int argc, char** argv) {
     if (o.runs("never-reading")) runNeverReading(abuse, report);
     if (o.runs("raw-tcp")) runRawTcp(abuse, report);
     if (o.runs("slow-subscriber")) runSlowSubscriber(abuse, report);
+    if (o.runs("projections")) {
+      runProjections({o.quick, o.connections, o.window, o.seconds()}, report);
+    }
     if (!o.json.empty()) writeJson(o.json, o, report);
     std::printf("\nratios:");
     for (const auto& [k, v] : report.ratios) std::printf(" %s=%.3f", k.c_str(), v);
