@@ -21,58 +21,74 @@ int64_t systemNowNs() {
 // ---- ActiveCustomers --------------------------------------------------------
 
 ActiveCustomers::ActiveCustomers(Clock clock, std::chrono::nanoseconds window,
-                                 std::function<bool(std::string_view)> isCustomer)
-    : clock_(std::move(clock)), window_(window), isCustomer_(std::move(isCustomer)) {}
+                                 const Customers& customers)
+    : clock_(std::move(clock)),
+      window_(window),
+      slackNs_(window.count() / 1024),
+      customers_(customers) {}
 
-void ActiveCustomers::unlink(Node& node) {
-  (node.older ? node.older->newer : oldest_) = node.newer;
-  (node.newer ? node.newer->older : newest_) = node.older;
-  node.older = node.newer = nullptr;
+void ActiveCustomers::unlink(uint32_t row) {
+  Link& link = links_[row];
+  (link.older != kNone ? links_[link.older].newer : oldest_) = link.newer;
+  (link.newer != kNone ? links_[link.newer].older : newest_) = link.older;
+  link.older = link.newer = kNone;
+}
+
+void ActiveCustomers::pushBack(uint32_t row, int64_t nowNs) {
+  Link& link = links_[row];
+  link.placedNs = nowNs;
+  link.older = newest_;
+  link.newer = kNone;
+  (newest_ != kNone ? links_[newest_].newer : oldest_) = row;
+  newest_ = row;
 }
 
 void ActiveCustomers::onEvent(const Event& event) {
   std::string_view customer = event.customer();
   if (customer.empty()) return;
-  // Only a rejection can name an id that is not a customer.
-  if (std::holds_alternative<OperationRejected>(event.body) && !isCustomer_(customer)) return;
+  uint32_t row = customers_.indexOfApplied(event);
+  if (row == Customers::kNoRow) return;
+  if (row >= links_.size()) links_.resize(std::max<size_t>(row + 1, links_.size() * 2));
   latestNs_ = std::max(latestNs_, event.timestampNs);  // the list stays in time order
-  auto it = byId_.find(customer);
-  if (it == byId_.end()) {
-    it = byId_.emplace(std::string(customer), Node{}).first;
-    it->second.id = &it->first;
-  } else {
-    unlink(it->second);
-  }
-  Node& node = it->second;
-  node.lastNs = latestNs_;
-  node.older = newest_;
-  (newest_ ? newest_->newer : oldest_) = &node;
-  newest_ = &node;
-}
-
-void ActiveCustomers::expireBefore(int64_t cutoffNs) {
-  while (oldest_ && oldest_->lastNs < cutoffNs) {
-    Node* node = oldest_;
-    unlink(*node);
-    byId_.erase(*node->id);
+  Link& link = links_[row];
+  link.lastNs = latestNs_;
+  if (!link.active) {
+    link.active = true;
+    ++count_;
+    pushBack(row, latestNs_);
+  } else if (latestNs_ - link.placedNs > slackNs_) {
+    unlink(row);
+    pushBack(row, latestNs_);
   }
 }
 
 void ActiveCustomers::expire() {
-  expireBefore(clock_() - window_.count());
+  int64_t cutoff = clock_() - window_.count();
+  while (oldest_ != kNone && links_[oldest_].placedNs < cutoff) {
+    uint32_t row = oldest_;
+    Link& link = links_[row];
+    unlink(row);
+    if (link.lastNs >= cutoff) {
+      pushBack(row, link.lastNs);  // active since it was placed: it goes back in line
+    } else {
+      link.active = false;
+      --count_;
+    }
+  }
 }
 
 std::vector<ActiveCustomers::Entry> ActiveCustomers::recent(size_t limit) const {
   std::vector<Entry> out;
-  for (const Node* n = newest_; n && out.size() < limit; n = n->older) {
-    out.push_back(Entry{*n->id, n->lastNs});
+  for (uint32_t row = newest_; row != kNone && out.size() < limit; row = links_[row].older) {
+    out.push_back(Entry{customers_.row(row).id, links_[row].lastNs});
   }
   return out;
 }
 
 void ActiveCustomers::onReset() {
-  byId_.clear();
-  oldest_ = newest_ = nullptr;
+  links_.clear();
+  oldest_ = newest_ = kNone;
+  count_ = 0;
   latestNs_ = 0;
 }
 

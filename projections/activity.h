@@ -11,18 +11,27 @@
 #include <unordered_map>
 #include <vector>
 
+#include "projections/customers.h"
 #include "projections/read_model.h"
 
 namespace shop::projections {
 
 // Customers with an event (rejections included) inside the last `window`.
-// Events are applied after the customers model's, so a creation is seen.
 // Owned by one thread; not thread-safe.
 //
-// The active customers form a list in order of last activity, oldest first:
-// an event moves its customer to the back, and expiry takes from the front
-// until the front is recent. Events arrive in seq order, whose timestamps
-// do not go back (a clock that steps back is clamped), so both are O(1).
+// State is kept by the customers model's row (applied first, so a creation
+// is seen), so an event costs no lookup of its own, and a rejection about an
+// id that is no customer (unknown, invalid, or refused before the customer
+// was looked at, as tooManyPending is) shows nobody active.
+//
+// The active customers form a list, oldest first: expiry takes from the
+// front. An event moves its customer to the back, unless it was placed
+// there less than window/1024 ago, when only its time changes: hot customers
+// then cost no relinking. So the list is only nearly in order, and an idle
+// customer can leave a little after its window ends (by window/1024 in the
+// usual case); expiry never drops one whose last event is inside the
+// window, and count() is exact up to that. Timestamps that step back are
+// clamped.
 class ActiveCustomers final : public ReadModel {
  public:
   struct Entry {
@@ -30,18 +39,14 @@ class ActiveCustomers final : public ReadModel {
     int64_t lastActivityNs;
   };
 
-  // `isCustomer` says whether an id names a customer that exists: a
-  // rejection about any other id (unknown, invalid, or refused before the
-  // customer was looked at, as tooManyPending is) shows nobody active.
-  ActiveCustomers(Clock clock, std::chrono::nanoseconds window,
-                  std::function<bool(std::string_view)> isCustomer);
+  ActiveCustomers(Clock clock, std::chrono::nanoseconds window, const Customers& customers);
   ActiveCustomers(const ActiveCustomers&) = delete;
   ActiveCustomers& operator=(const ActiveCustomers&) = delete;
 
   // Drops the customers idle for longer than the window, as of now.
   void expire();
-  size_t count() const { return byId_.size(); }
-  // The `limit` most recently active, newest first (call expire() first).
+  size_t count() const { return count_; }
+  // The `limit` most recently placed, newest first (call expire() first).
   std::vector<Entry> recent(size_t limit) const;
   std::chrono::nanoseconds window() const { return window_; }
 
@@ -50,21 +55,25 @@ class ActiveCustomers final : public ReadModel {
   void onReset() override;
 
  private:
-  struct Node {
-    int64_t lastNs = 0;
-    Node* older = nullptr;
-    Node* newer = nullptr;
-    const std::string* id = nullptr;  // the key in byId_
+  static constexpr uint32_t kNone = UINT32_MAX;
+  struct Link {
+    int64_t lastNs = 0;    // the customer's newest event
+    int64_t placedNs = 0;  // when it was put at the back
+    uint32_t older = kNone;
+    uint32_t newer = kNone;
+    bool active = false;
   };
-  void unlink(Node& node);
-  void expireBefore(int64_t cutoffNs);
+  void unlink(uint32_t row);
+  void pushBack(uint32_t row, int64_t nowNs);
 
   Clock clock_;
   std::chrono::nanoseconds window_;
-  std::function<bool(std::string_view)> isCustomer_;
-  StringMap<Node> byId_;  // nodes do not move: the list links them
-  Node* oldest_ = nullptr;
-  Node* newest_ = nullptr;
+  int64_t slackNs_;
+  const Customers& customers_;
+  std::vector<Link> links_;  // by customers' row
+  uint32_t oldest_ = kNone;
+  uint32_t newest_ = kNone;
+  size_t count_ = 0;
   int64_t latestNs_ = 0;  // the newest timestamp applied
 };
 

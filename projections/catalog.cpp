@@ -4,7 +4,7 @@
 
 namespace shop::projections {
 
-const ProductRow* Catalog::find(const std::string& id) const {
+const ProductRow* Catalog::find(std::string_view id) const {
   auto it = products_.find(id);
   return it == products_.end() ? nullptr : &it->second;
 }
@@ -29,6 +29,15 @@ void Catalog::onEvent(const Event& event) {
     p.returned = addSaturating(p.returned, e->quantity);
     p.refunded = addSaturating(p.refunded, e->refund);
   }
+}
+
+std::vector<const ProductRow*> Catalog::sorted() const {
+  std::vector<const ProductRow*> all;
+  all.reserve(products_.size());
+  for (const auto& [id, row] : products_) all.push_back(&row);
+  std::sort(all.begin(), all.end(),
+            [](const ProductRow* a, const ProductRow* b) { return a->id < b->id; });
+  return all;
 }
 
 std::vector<const ProductRow*> Catalog::topSellers(size_t n) const {

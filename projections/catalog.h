@@ -2,7 +2,6 @@
 // and returned, and revenue.
 #pragma once
 
-#include <map>
 #include <string>
 #include <vector>
 
@@ -22,12 +21,15 @@ struct ProductRow {
   Quantity netSold() const { return sold - returned; }
 };
 
-// Owned by one thread; not thread-safe. A catalog is small (thousands of
-// products, not millions), so products sit in an ordered map.
+// Owned by one thread; not thread-safe. Products are found by hash on
+// every event; the id order that pages want is made when asked (a catalog
+// is thousands of products, not millions).
 class Catalog final : public ReadModel {
  public:
-  const ProductRow* find(const std::string& id) const;
-  const std::map<std::string, ProductRow, std::less<>>& products() const { return products_; }
+  const ProductRow* find(std::string_view id) const;
+  size_t size() const { return products_.size(); }
+  // Every product, in id order.
+  std::vector<const ProductRow*> sorted() const;
   // The `n` products with the most units sold net of returns, most first;
   // ties by id.
   std::vector<const ProductRow*> topSellers(size_t n) const;
@@ -37,7 +39,7 @@ class Catalog final : public ReadModel {
   void onReset() override { products_.clear(); }
 
  private:
-  std::map<std::string, ProductRow, std::less<>> products_;
+  StringMap<ProductRow> products_;
 };
 
 }  // namespace shop::projections

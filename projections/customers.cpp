@@ -12,35 +12,67 @@ Holding* holdingOf(CustomerRow& row, std::string_view product) {
   return nullptr;
 }
 
-}  // namespace
-
-Customers::Customers() : byId_(0, IdHash{&rows_}, IdEqual{&rows_}) {}
-
-const CustomerRow* Customers::find(std::string_view id) const {
-  auto it = byId_.find(id);
-  return it == byId_.end() ? nullptr : &rows_[*it];
+uint64_t hashOf(std::string_view id) {
+  return std::hash<std::string_view>{}(id);
 }
 
-CustomerRow* Customers::rowOf(std::string_view id) {
-  auto it = byId_.find(id);
-  return it == byId_.end() ? nullptr : &rows_[*it];
+}  // namespace
+
+uint32_t Customers::indexOf(std::string_view id) const {
+  if (slots_.empty()) return kNoRow;
+  uint64_t hash = hashOf(id);
+  size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    uint64_t slot = slots_[i];
+    if (slot == 0) return kNoRow;
+    if ((slot >> 32) == (hash >> 32)) {
+      auto row = static_cast<uint32_t>(slot) - 1;
+      if (rows_[row].id == id) return row;
+    }
+  }
+}
+
+const CustomerRow* Customers::find(std::string_view id) const {
+  uint32_t row = indexOf(id);
+  return row == kNoRow ? nullptr : &rows_[row];
+}
+
+void Customers::insertIndex(uint32_t row, uint64_t hash) {
+  size_t mask = slots_.size() - 1;
+  size_t i = hash & mask;
+  while (slots_[i] != 0) i = (i + 1) & mask;
+  slots_[i] = (hash & 0xFFFF'FFFF'0000'0000) | (uint64_t{row} + 1);
 }
 
 void Customers::onEvent(const Event& event) {
+  appliedSeq_ = event.seq;
+  appliedRow_ = kNoRow;
   if (const auto* e = std::get_if<CustomerCreated>(&event.body)) {
-    if (rowOf(e->customer)) return;  // one creation per id; a second cannot be published
+    if (uint32_t existing = indexOf(e->customer); existing != kNoRow) {
+      appliedRow_ = existing;
+      return;  // one creation per id; a second cannot be published
+    }
     auto index = static_cast<uint32_t>(rows_.size());
+    appliedRow_ = index;
     rows_.push_back(CustomerRow{.id = e->customer,
                                 .balance = e->initialBalance,
                                 .lastActivityNs = event.timestampNs,
                                 .accepted = 1});
-    byId_.insert(index);
+    if (2 * (rows_.size()) > slots_.size()) {
+      // At most half full: double, and place every row again.
+      slots_.assign(std::max<size_t>(1024, 2 * slots_.size()), 0);
+      for (uint32_t k = 0; k < rows_.size(); ++k) insertIndex(k, hashOf(rows_[k].id));
+    } else {
+      insertIndex(index, hashOf(e->customer));
+    }
     unsorted_.push_back(index);
     if (unsorted_.size() > 4096 && unsorted_.size() > sorted_.size() / 8) sortIndex();
     return;
   }
-  CustomerRow* row = rowOf(event.customer());
-  if (!row) return;  // a rejection about an unknown or invalid customer
+  if (event.customer().empty()) return;
+  appliedRow_ = indexOf(event.customer());
+  if (appliedRow_ == kNoRow) return;  // a rejection about an unknown or invalid customer
+  CustomerRow* row = &rows_[appliedRow_];
   row->lastActivityNs = std::max(row->lastActivityNs, event.timestampNs);
   if (const auto* e = std::get_if<FundsDeposited>(&event.body)) {
     row->balance = e->balance;
@@ -70,7 +102,9 @@ void Customers::onEvent(const Event& event) {
 }
 
 void Customers::onReset() {
-  byId_.clear();
+  slots_.clear();
+  appliedSeq_ = 0;
+  appliedRow_ = kNoRow;
   rows_.clear();
   sorted_.clear();
   unsorted_.clear();
@@ -135,8 +169,7 @@ CustomerPage Customers::page(const CustomerQuery& query) {
 size_t Customers::memoryBytes() const {
   size_t bytes = rows_.capacity() * sizeof(CustomerRow) +
                  (sorted_.capacity() + unsorted_.capacity()) * sizeof(uint32_t) +
-                 byId_.bucket_count() * sizeof(void*) +
-                 byId_.size() * (sizeof(void*) + sizeof(uint32_t) + sizeof(size_t));
+                 slots_.capacity() * sizeof(uint64_t);
   for (const auto& row : rows_) {
     if (row.id.capacity() > 15) bytes += row.id.capacity() + 1;
     bytes += row.holdings.capacity() * sizeof(Holding);

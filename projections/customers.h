@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "projections/read_model.h"
@@ -39,18 +38,28 @@ struct CustomerPage {
 
 // Owned by one thread; not thread-safe.
 //
-// Rows live in a vector, found by id through a hash set of row indices (a
-// row's id is stored once). The id order is a sorted vector of indices plus
+// Rows live in a vector, found by id through a hash table of row indices
+// (a row's id is stored once). The id order is a sorted vector of indices plus
 // a short unsorted tail of new customers, merged in when a query needs it or
 // when the tail grows past an eighth of the sorted part: a creation costs
 // O(1) amortized, and a page in id order is a binary search for the prefix
 // and a slice.
 class Customers final : public ReadModel {
  public:
-  Customers();
-  // The index's hash and equality point at rows_: the model stays put.
+  Customers() = default;
   Customers(const Customers&) = delete;
   Customers& operator=(const Customers&) = delete;
+
+  static constexpr uint32_t kNoRow = UINT32_MAX;
+  // The row of `id` (rows are numbered in creation order and never move
+  // between resets), or kNoRow. Other models keep per-customer state by row.
+  uint32_t indexOf(std::string_view id) const;
+  const CustomerRow& row(uint32_t index) const { return rows_[index]; }
+  // The row of the customer of the event this model applied last, if that
+  // event is `seq`: models applied after this one need no lookup of their own.
+  uint32_t indexOfApplied(const Event& event) const {
+    return event.seq == appliedSeq_ ? appliedRow_ : indexOf(event.customer());
+  }
 
   const CustomerRow* find(std::string_view id) const;
   size_t size() const { return rows_.size(); }
@@ -64,28 +73,17 @@ class Customers final : public ReadModel {
   void onReset() override;
 
  private:
-  struct IdHash {
-    using is_transparent = void;
-    const std::vector<CustomerRow>* rows;
-    size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
-    size_t operator()(uint32_t row) const { return (*this)((*rows)[row].id); }
-  };
-  struct IdEqual {
-    using is_transparent = void;
-    const std::vector<CustomerRow>* rows;
-    std::string_view idOf(std::string_view id) const { return id; }
-    std::string_view idOf(uint32_t row) const { return (*rows)[row].id; }
-    template <typename A, typename B>
-    bool operator()(const A& a, const B& b) const {
-      return idOf(a) == idOf(b);
-    }
-  };
-
-  CustomerRow* rowOf(std::string_view id);
+  void insertIndex(uint32_t row, uint64_t hash);
   void sortIndex();
 
   std::vector<CustomerRow> rows_;
-  std::unordered_set<uint32_t, IdHash, IdEqual> byId_;
+  // Open addressing, linear probing, at most half full: a slot is the
+  // id's hash (high 32 bits) and its row + 1 (low 32 bits; 0 = empty). A
+  // lookup is one slot and one row, where a node-based set costs a bucket,
+  // a node and the row.
+  std::vector<uint64_t> slots_;
+  Seq appliedSeq_ = 0;  // the event onEvent saw last, and its customer's row
+  uint32_t appliedRow_ = kNoRow;
   std::vector<uint32_t> sorted_;    // row indices in id order
   std::vector<uint32_t> unsorted_;  // created since the last merge
 };

@@ -4,8 +4,7 @@ namespace shop::projections {
 
 ReadModels::ReadModels(const ReadModelsConfig& config)
     : clock(config.clock),
-      active(config.clock, config.activeWindow,
-             [this](std::string_view id) { return customers.find(id) != nullptr; }),
+      active(config.clock, config.activeWindow, customers),
       gate(config.clock, config.gateWindow),
       throughput(config.clock) {}
 

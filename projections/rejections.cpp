@@ -1,5 +1,7 @@
 #include "projections/rejections.h"
 
+#include <algorithm>
+
 namespace shop::projections {
 
 void Rejections::onEvent(const Event& event) {
@@ -8,15 +10,30 @@ void Rejections::onEvent(const Event& event) {
   ++total_;
   ++byReason_[slot(r->reason)];
   ++byCommand_[slot(r->command)];
-  if (recent_.size() == kRecent) recent_.pop_front();
-  recent_.push_back(Recent{event.seq, event.timestampNs, *r});
+  Recent& slot = ring_[next_];
+  slot.seq = event.seq;
+  slot.timestampNs = event.timestampNs;
+  slot.rejection.reason = r->reason;
+  slot.rejection.command = r->command;
+  slot.rejection.customer.assign(r->customer);
+  slot.rejection.product.assign(r->product);
+  slot.rejection.detail.assign(r->detail);
+  next_ = (next_ + 1) % kRecent;
+  kept_ = std::min(kept_ + 1, kRecent);
 }
 
 void Rejections::onReset() {
   total_ = 0;
   byReason_ = {};
   byCommand_ = {};
-  recent_.clear();
+  kept_ = next_ = 0;
+}
+
+std::vector<const Rejections::Recent*> Rejections::recent() const {
+  std::vector<const Recent*> out;
+  out.reserve(kept_);
+  for (size_t k = 0; k < kept_; ++k) out.push_back(&ring_[(next_ + kRecent - kept_ + k) % kRecent]);
+  return out;
 }
 
 }  // namespace shop::projections

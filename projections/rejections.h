@@ -3,7 +3,7 @@
 #pragma once
 
 #include <array>
-#include <deque>
+#include <vector>
 
 #include "projections/read_model.h"
 
@@ -27,8 +27,8 @@ class Rejections final : public ReadModel {
   uint64_t total() const { return total_; }
   uint64_t byReason(RejectReason reason) const { return byReason_[slot(reason)]; }
   uint64_t byCommand(CommandKind kind) const { return byCommand_[slot(kind)]; }
-  // Newest last.
-  const std::deque<Recent>& recent() const { return recent_; }
+  // The kept rejections, newest last.
+  std::vector<const Recent*> recent() const;
 
  protected:
   void onEvent(const Event& event) override;
@@ -43,7 +43,11 @@ class Rejections final : public ReadModel {
   uint64_t total_ = 0;
   std::array<uint64_t, kReasons> byReason_{};
   std::array<uint64_t, kCommands> byCommand_{};
-  std::deque<Recent> recent_;
+  // A ring: entries are overwritten in place, so their strings keep their
+  // buffers and a rejection costs no allocation once the ring is full.
+  std::array<Recent, kRecent> ring_{};
+  size_t kept_ = 0;  // entries in use
+  size_t next_ = 0;  // where the next one goes
 };
 
 }  // namespace shop::projections

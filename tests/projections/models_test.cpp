@@ -252,7 +252,7 @@ TEST_CASE("rejections: counts by reason and command, and only the last hundred k
   CHECK(r.byReason(RejectReason::tooManyPending) == 100);
   CHECK(r.byCommand(CommandKind::buyProduct) == 75);
   REQUIRE(r.recent().size() == Rejections::kRecent);
-  CHECK(r.recent().front().rejection.customer == "c50");
-  CHECK(r.recent().back().rejection.customer == "c149");
-  CHECK(r.recent().back().seq == 150);
+  CHECK(r.recent().front()->rejection.customer == "c50");
+  CHECK(r.recent().back()->rejection.customer == "c149");
+  CHECK(r.recent().back()->seq == 150);
 }

@@ -204,7 +204,7 @@ void checkAgainstLog(ProjectionRunner& runner, EmbeddedServer& server) {
           std::sort(mine.begin(), mine.end(), byProduct);
           CHECK(mine == held);
         }
-        CHECK(m.catalog.products().size() == products.size());
+        CHECK(m.catalog.size() == products.size());
         for (const auto& [id, truth] : products) {
           const ProductRow* row = m.catalog.find(id);
           REQUIRE(row);

@@ -35,15 +35,15 @@ json customerPageJson(const CustomerPage& page, const CustomerQuery& q) {
 
 json productsJson(const Catalog& catalog) {
   json products = json::array();
-  for (const auto& [id, p] : catalog.products()) {
-    products.push_back({{"id", p.id},
-                        {"price", p.price},
-                        {"stock", p.stock},
-                        {"sold", p.sold},
-                        {"returned", p.returned},
-                        {"revenue", p.revenue},
-                        {"refunded", p.refunded},
-                        {"netRevenue", p.netRevenue()}});
+  for (const auto* p : catalog.sorted()) {
+    products.push_back({{"id", p->id},
+                        {"price", p->price},
+                        {"stock", p->stock},
+                        {"sold", p->sold},
+                        {"returned", p->returned},
+                        {"revenue", p->revenue},
+                        {"refunded", p->refunded},
+                        {"netRevenue", p->netRevenue()}});
   }
   json top = json::array();
   for (const auto* p : catalog.topSellers(10)) {
@@ -73,11 +73,11 @@ constexpr size_t kCommandCount = static_cast<size_t>(CommandKind::readEvents) + 
 
 json rejectionsJson(const Rejections& rejections) {
   json recent = json::array();
-  const auto& kept = rejections.recent();
+  auto kept = rejections.recent();
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
-    const OperationRejected& r = it->rejection;
-    recent.push_back({{"seq", it->seq},
-                      {"timestampNs", it->timestampNs},
+    const OperationRejected& r = (*it)->rejection;
+    recent.push_back({{"seq", (*it)->seq},
+                      {"timestampNs", (*it)->timestampNs},
                       {"reason", name(r.reason)},
                       {"command", name(r.command)},
                       {"customer", r.customer},
@@ -183,8 +183,7 @@ std::string metricsText(ReadModels& models, const Health& health) {
   metric("shop_projection_resets_total", "counter",
          "times the models were rebuilt (server restart or truncation)", d(health.resets));
   metric("shop_customers", "gauge", "customers in the read model", d(models.customers.size()));
-  metric("shop_products", "gauge", "products in the read model",
-         d(models.catalog.products().size()));
+  metric("shop_products", "gauge", "products in the read model", d(models.catalog.size()));
   metric("shop_active_customers", "gauge", "customers active inside the window",
          d(models.active.count()));
   metric("shop_events_total", "counter", "events applied", d(models.throughput.events()));
