@@ -10,11 +10,12 @@ ReadModels::ReadModels(const ReadModelsConfig& config)
 
 void ReadModels::apply(const Event& event) {
   customers.apply(event);
+  active.prefetch(event);  // its row is known now; the models between hide the miss
   catalog.apply(event);
-  active.apply(event);
   rejections.apply(event);
   gate.apply(event);
   throughput.apply(event);
+  active.apply(event);
 }
 
 void ReadModels::reset() {
