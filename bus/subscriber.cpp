@@ -89,7 +89,7 @@ size_t CatchUpSubscriber::deliverInOrder(Event event, const Deliver& deliver) {
     if (!topic_.starts_with(options_.topicPrefix)) return 0;
   }
   ++stats_.delivered;
-  deliver(event);
+  deliver(std::move(event));
   return 1;
 }
 

@@ -101,7 +101,9 @@ struct TruncatedError : std::runtime_error {
 // alone cannot tell.
 class CatchUpSubscriber {
  public:
-  using Deliver = std::function<void(const Event&)>;
+  // Each event is handed over: a receiver may keep it (by moving from it)
+  // or just read it (a `const Event&` parameter).
+  using Deliver = std::function<void(Event&&)>;
 
   CatchUpSubscriber(zmq::context_t& context, const std::string& eventsEndpoint,
                     const std::string& commandsEndpoint, SubscriberOptions options = {});

@@ -47,8 +47,9 @@ class ActiveCustomers final : public ReadModel {
   void expire();
   // Starts loading the state of `event`'s customer, so that other models'
   // work hides the cache miss before apply(event) needs it.
-  void prefetch(const Event& event) const {
-    uint32_t row = customers_.indexOfApplied(event);
+  void prefetch(const Event& event) const { prefetchRow(customers_.indexOfApplied(event)); }
+  // The same for the customer in row `row` of the customers model.
+  void prefetchRow(uint32_t row) const {
     if (row < links_.size()) __builtin_prefetch(&links_[row]);
   }
   size_t count() const { return count_; }

@@ -32,6 +32,26 @@ uint32_t Customers::indexOf(std::string_view id) const {
   }
 }
 
+void Customers::prefetchSlot(std::string_view id) const {
+  if (slots_.empty() || id.empty()) return;
+  __builtin_prefetch(&slots_[hashOf(id) & (slots_.size() - 1)]);
+}
+
+uint32_t Customers::prefetchRow(std::string_view id) const {
+  if (slots_.empty() || id.empty()) return kNoRow;
+  uint64_t hash = hashOf(id);
+  size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    uint64_t slot = slots_[i];
+    if (slot == 0) return kNoRow;
+    if ((slot >> 32) == (hash >> 32)) {
+      auto row = static_cast<uint32_t>(slot) - 1;
+      __builtin_prefetch(&rows_[row]);
+      return row;
+    }
+  }
+}
+
 const CustomerRow* Customers::find(std::string_view id) const {
   uint32_t row = indexOf(id);
   return row == kNoRow ? nullptr : &rows_[row];

@@ -61,6 +61,14 @@ class Customers final : public ReadModel {
     return event.seq == appliedSeq_ ? appliedRow_ : indexOf(event.customer());
   }
 
+  // Look-ahead for a batch (ReadModels::apply of a span): starts loading the
+  // index slot of `id`; later, once that slot is loaded, loadRow starts
+  // loading the row and returns its index. Both only read; the row is the
+  // first whose hash matches, so a hash collision wastes the prefetch and
+  // nothing else.
+  void prefetchSlot(std::string_view id) const;
+  uint32_t prefetchRow(std::string_view id) const;
+
   const CustomerRow* find(std::string_view id) const;
   size_t size() const { return rows_.size(); }
   // Sorts the id index first when it has to; so not const.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <span>
 
 #include "projections/activity.h"
 #include "projections/catalog.h"
@@ -24,6 +25,10 @@ struct ReadModels {
   ReadModels& operator=(const ReadModels&) = delete;
 
   void apply(const Event& event);
+  // The same as applying each in order, but faster on a big shop: while one
+  // event is applied, the customer state of those a few places on is loaded
+  // (at 1M customers most lookups miss the cache).
+  void apply(std::span<const Event> events);
   void reset();
   // Ages the windowed models to the clock's now.
   void expire();

@@ -1,6 +1,7 @@
 #include "projections/runner.h"
 
 #include <cinttypes>
+#include <span>
 
 #include "bus/subscriber.h"
 #include "core/log.h"
@@ -14,6 +15,7 @@ using SteadyClock = std::chrono::steady_clock;
 // and queries never wait long behind a call.
 constexpr int kCallTimeoutMs = 1000;
 constexpr int kPollMs = 10;
+constexpr size_t kApplyBatch = 256;  // as many as the subscriber takes from the socket at once
 
 }  // namespace
 
@@ -111,6 +113,7 @@ void ProjectionRunner::startFollowing(Seq from) {
   options.onReset = [this](const bus::StreamReset& reset) {
     logLine("projections", "the stream restarted (%s): models rebuilt from the new server",
             reset.reason.c_str());
+    pending_.clear();  // the old stream's
     models_->reset();
     ++health_.resets;
     health_.appliedSeq = 0;
@@ -131,10 +134,11 @@ void ProjectionRunner::startFollowing(Seq from) {
 bool ProjectionRunner::follow() {
   if (!subscriber_) startFollowing(health_.appliedSeq + 1);
   try {
-    size_t n = subscriber_->poll(kPollMs, [this](const Event& event) {
-      models_->apply(event);
-      health_.appliedSeq = event.seq;
+    size_t n = subscriber_->poll(kPollMs, [this](Event&& event) {
+      pending_.push_back(std::move(event));
+      if (pending_.size() == kApplyBatch) applyPending();
     });
+    applyPending();
     const auto& stats = subscriber_->stats();
     health_.gapsRepaired += stats.gapsDetected - subscriberGaps_;
     subscriberGaps_ = stats.gapsDetected;
@@ -146,6 +150,7 @@ bool ProjectionRunner::follow() {
     // start again from the oldest event it has, and the health says what
     // was lost.
     logLine("projections", "%s: models rebuilt from seq %" PRIu64, e.what(), e.oldest);
+    pending_.clear();
     models_->reset();
     ++health_.resets;
     health_.truncated = {e.wanted, e.oldest};
@@ -153,6 +158,7 @@ bool ProjectionRunner::follow() {
     health_.appliedSeq = e.oldest - 1;
     startFollowing(e.oldest);
   } catch (const std::exception& e) {
+    applyPending();  // delivered before the stream broke: they stand
     if (health_.connected) ++health_.disconnects;
     health_.connected = false;
     health_.lastError = e.what();
@@ -160,6 +166,13 @@ bool ProjectionRunner::follow() {
     subscriber_.reset();
   }
   return false;
+}
+
+void ProjectionRunner::applyPending() {
+  if (pending_.empty()) return;
+  models_->apply(std::span<const Event>(pending_));
+  health_.appliedSeq = pending_.back().seq;
+  pending_.clear();
 }
 
 void ProjectionRunner::runQueries() {

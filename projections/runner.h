@@ -95,6 +95,8 @@ class ProjectionRunner {
   // cannot be reached.
   bool follow();
   void startFollowing(Seq from);
+  // Applies the events delivered and not yet applied.
+  void applyPending();
   void checkHead();
   void runQueries();
   void publishSummary(bool force);
@@ -107,6 +109,9 @@ class ProjectionRunner {
 
   // Runner thread only.
   std::unique_ptr<ReadModels> models_;
+  // Delivered, not yet applied: the models take events a batch at a time,
+  // which lets them load a customer's state before its event needs it.
+  std::vector<Event> pending_;
   Health health_;
   std::unique_ptr<bus::CatchUpSubscriber> subscriber_;  // while connected
   uint64_t subscriberGaps_ = 0;  // its stats as of the last turn, to add the difference
