@@ -93,6 +93,9 @@ void Server::run(Engine& engine) {
       {nullptr, engine.wakeFd(), ZMQ_POLLIN, 0},
       {nullptr, control_.fd(), ZMQ_POLLIN, 0},
   };
+  const size_t journalItem = items.size();
+  if (config_.journal) items.push_back({nullptr, config_.journal->wakeFd(), ZMQ_POLLIN, 0});
+  const size_t stopItem = items.size();
   if (config_.stopFd >= 0) items.push_back({nullptr, config_.stopFd, ZMQ_POLLIN, 0});
 
   // A turn: the outcomes that are ready, then up to a batch of requests
@@ -124,9 +127,16 @@ void Server::run(Engine& engine) {
       control_.clear();
       runPosted(engine);
     }
+    if (config_.journal && (items[journalItem].revents & ZMQ_POLLIN)) {
+      config_.journal->clearWake();
+      releaseDurable();
+    }
     failure = engine.failure();
+    if (failure.empty() && config_.journal && config_.journal->failed()) {
+      failure = "the journal: " + config_.journal->failure();
+    }
     if (!failure.empty() || stopRequested_.load(std::memory_order_acquire) ||
-        (items.size() > 3 && (items[3].revents & ZMQ_POLLIN))) {
+        (config_.stopFd >= 0 && (items[stopItem].revents & ZMQ_POLLIN))) {
       break;
     }
   }
@@ -144,6 +154,16 @@ void Server::run(Engine& engine) {
   engine.drain();
   runPosted(engine);
   engine.commit();
+  if (config_.journal) {
+    // What was decided goes out once it is durable; if the journal failed,
+    // it never was, and nothing of it is acknowledged.
+    config_.journal->waitDurable(lastBatch_);
+    releaseDurable();
+    if (!held_.empty()) {
+      logLine("shopd", "stopping: %zu turns of output never became durable and are not sent",
+              held_.size());
+    }
+  }
   // Replies still in backlogs get as long as the socket lingers to drain.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.lingerMs);
   while (!backlogs_.empty() && std::chrono::steady_clock::now() < deadline) {
@@ -393,6 +413,7 @@ void Server::dropClosed(size_t replies) {
 
 void Server::append(const PublishedEvent& event) {
   ++stats_.events;
+  if (config_.journal) config_.journal->append(event.message);
   topicInto(event.event, topic_);  // one buffer for every event: no allocation once grown
   outEvents_.push_back(
       OutgoingEvent{zmq::message_t(topic_.data(), topic_.size()), toFrame(event.message)});
@@ -416,15 +437,51 @@ void Server::reply(uint64_t tag, const ReplyView& reply) {
 }
 
 void Server::commit() {
+  if (!config_.journal) {
+    send(outEvents_, outReplies_);
+    return;
+  }
+  uint64_t batch = config_.journal->commit();
+  if (batch != 0) lastBatch_ = batch;
+  if (!outEvents_.empty() || !outReplies_.empty()) {
+    if (batch == 0 && held_.empty()) {
+      send(outEvents_, outReplies_);  // nothing of it waits on the disk
+    } else {
+      Held held;
+      if (!spareHeld_.empty()) {
+        held = std::move(spareHeld_.back());
+        spareHeld_.pop_back();
+      }
+      held.batch = lastBatch_;
+      std::swap(held.events, outEvents_);
+      std::swap(held.replies, outReplies_);
+      held_.push_back(std::move(held));
+    }
+  }
+  releaseDurable();
+}
+
+void Server::releaseDurable() {
+  if (held_.empty()) return;
+  uint64_t durable = config_.journal->durable();
+  while (!held_.empty() && held_.front().batch <= durable) {
+    Held& front = held_.front();
+    send(front.events, front.replies);
+    spareHeld_.push_back(std::move(front));
+    held_.pop_front();
+  }
+}
+
+void Server::send(std::vector<OutgoingEvent>& events, std::vector<OutgoingReply>& replies) {
   // Events first: a client that sees its reply can find the event published.
-  for (auto& e : outEvents_) {
+  for (auto& e : events) {
     pub_.send(e.topic, zmq::send_flags::sndmore);
     pub_.send(e.body, zmq::send_flags::none);
   }
-  outEvents_.clear();
+  events.clear();
   if (!backlogs_.empty()) flushBacklogs();  // older replies first
-  for (auto& r : outReplies_) deliver(r);
-  outReplies_.clear();
+  for (auto& r : replies) deliver(r);
+  replies.clear();
 }
 
 }  // namespace shop::bus

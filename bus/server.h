@@ -19,6 +19,7 @@
 #include "bus/codec.h"
 #include "core/egress.h"
 #include "core/engine.h"
+#include "core/journal.h"
 #include "core/wakeup.h"
 
 namespace shop::bus {
@@ -54,6 +55,11 @@ struct ServerConfig {
   // Keys, roles and the connection cap; null: anyone may connect, and use
   // every command. Must outlive the server.
   AccessControl* access = nullptr;
+  // With a journal, each turn's events are journaled, and its events and
+  // replies wait until the journal says the batch is durable: no client or
+  // subscriber sees what a crash could take back. Started, and outliving
+  // the server.
+  Journal* journal = nullptr;
 };
 
 // An endpoint that cannot be bound; the message names it.
@@ -167,6 +173,11 @@ class Server : public EventSink, public ReplySink {
   void deliver(OutgoingReply& reply);
   SendResult trySend(OutgoingReply& reply);
   void park(Backlog& backlog, OutgoingReply& reply);
+  // Sends a turn's output: events first, then older backlogged replies,
+  // then these replies. Clears both.
+  void send(std::vector<OutgoingEvent>& events, std::vector<OutgoingReply>& replies);
+  // With a journal: the output of the batches the journal has made durable.
+  void releaseDurable();
   // Sends what the backlogs hold, oldest first, until each peer's pipe is full.
   void flushBacklogs();
   // True when a request from this peer must be dropped: its replies are not draining.
@@ -189,11 +200,22 @@ class Server : public EventSink, public ReplySink {
   // Socket thread only. Every buffer below is reused turn after turn.
   std::vector<Route> routes_;  // by tag - 1; a tag is live from submit to its reply
   std::vector<uint64_t> freeTags_;
-  std::vector<zmq::message_t> frames_;                 // one request's frames
-  std::vector<capnp::word> alignScratch_;              // unaligned request bodies
-  std::vector<Request> batch_;                         // decoded, not yet submitted
-  std::vector<OutgoingEvent> outEvents_;               // until commit()
-  std::vector<OutgoingReply> outReplies_;              // until commit(), after the events
+  std::vector<zmq::message_t> frames_;     // one request's frames
+  std::vector<capnp::word> alignScratch_;  // unaligned request bodies
+  std::vector<Request> batch_;             // decoded, not yet submitted
+  std::vector<OutgoingEvent> outEvents_;   // until commit()
+  std::vector<OutgoingReply> outReplies_;  // until commit(), after the events
+  // With a journal: turns' output waiting for their batch to be durable,
+  // oldest first. A turn that journaled nothing waits for the batch before
+  // it, so output always leaves in order.
+  struct Held {
+    uint64_t batch = 0;
+    std::vector<OutgoingEvent> events;
+    std::vector<OutgoingReply> replies;
+  };
+  std::deque<Held> held_;
+  std::vector<Held> spareHeld_;                        // their vectors keep their capacity
+  uint64_t lastBatch_ = 0;                             // the newest batch handed to the journal
   std::unordered_map<std::string, Backlog> backlogs_;  // by peer routing id
   // Commands in the engine, by peer routing id. Idle entries (0) stay, so a
   // client with one request at a time does not allocate per request; they

@@ -428,6 +428,62 @@ void Engine::finish(uint32_t index, const ReplyView& reply, const DedupeOutcome&
   freeOps_.push_back(index);
 }
 
+void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
+  assertOwner();
+  Event event = decodeEvent(message);
+  Seq expected = log_.headSeq() + 1;
+  if (event.seq != expected) {
+    throw std::runtime_error("the record holds seq " + std::to_string(event.seq) + " where seq " +
+                             std::to_string(expected) + " belongs");
+  }
+  auto stored = log_.append(message.size());
+  std::copy(message.begin(), message.end(), stored.begin());
+  foldStock(event.body);
+
+  // The window as the live run left it: the same outcomes, remembered in
+  // the same (seq) order, so the same ones were evicted. A forbidden
+  // rejection came from refuse(), which remembers nothing.
+  if (const auto* rejected = std::get_if<OperationRejected>(&event.body)) {
+    if (remembered(rejected->reason) && rejected->reason != RejectReason::forbidden &&
+        dedupe_.find(event.commandId).kind == DedupeWindow::Hit::Kind::absent) {
+      dedupe_.remember(event.commandId, {event.seq, ReplyStatus::rejected, rejected->reason});
+    }
+    return;  // changes no aggregate
+  }
+  if (dedupe_.find(event.commandId).kind == DedupeWindow::Hit::Kind::absent) {
+    dedupe_.remember(event.commandId, {event.seq, ReplyStatus::accepted});
+  }
+
+  if (recovering_.empty()) recovering_.resize(shards_.size());
+  if (auto c = event.customer(); !c.empty()) {
+    auto& customers = recovering_[shardOfCustomer(c)].customers;
+    auto it = customers.find(c);
+    if (it == customers.end()) it = customers.emplace(std::string(c), Customer{}).first;
+    applyToCustomer(it->second, event.body);
+  }
+  if (auto p = event.product(); !p.empty()) {
+    auto& products = recovering_[shardOfProduct(p)].products;
+    auto it = products.find(p);
+    if (it == products.end()) it = products.emplace(std::string(p), Product{}).first;
+    applyToProduct(it->second, event.body);
+  }
+}
+
+void Engine::finishRecovery(uint64_t serverId) {
+  assertOwner();
+  if (serverId != 0) serverId_ = serverId;
+  if (recovering_.empty()) return;
+  std::vector<std::promise<void>> installed(shards_.size());
+  for (unsigned k = 0; k < shards_.size(); ++k) {
+    stage(k,
+          ShardTask{.step = Step::install, .install = &recovering_[k], .installed = &installed[k]});
+  }
+  commit();
+  for (auto& done : installed) done.get_future().get();
+  recovering_.clear();
+  recovering_.shrink_to_fit();
+}
+
 void Engine::holdShard(unsigned k) {
   SHOP_CHECK(k < shards_.size(), "no shard %u", k);
   stage(k, ShardTask{.step = Step::hold});

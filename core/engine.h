@@ -113,6 +113,18 @@ class Engine {
     return router_.shardOf(AggregateKind::product, id);
   }
 
+  // ---- recovery: before the first submit ----
+  // Takes back one journaled event, the next seq (headSeq() + 1), from its
+  // message as the journal holds it: into the log, the dedupe window (its
+  // commandId, with the outcome a retry gets), the stock the sequencer
+  // tracks, and the aggregates, which finishRecovery() hands to the shards.
+  // Never reads the clock. Throws std::runtime_error when the message is
+  // not that event.
+  void recover(kj::ArrayPtr<const capnp::word> message);
+  // Ends recovery: the shards take the recovered aggregates, and the
+  // engine takes the journal's server id (0: keep its own).
+  void finishRecovery(uint64_t serverId);
+
   // ---- test seams ----
   // Tasks sent to shard k after hold() wait until resume(); outcomes decided
   // before it are delivered. Holding is deterministic: no timing involved.
@@ -167,8 +179,9 @@ class Engine {
   EventEncoder encoder_;
   // Each product's stock as a replay of the log up to the head gives it.
   std::unordered_map<std::string, Quantity, StringHash, std::equal_to<>> stockBySeq_;
-  Event scratchEvent_;         // reused by publish(): its strings keep their capacity
-  std::string scratchDetail_;  // reused for details rebuilt from the window
+  std::vector<ShardState> recovering_;  // by shard, until finishRecovery()
+  Event scratchEvent_;                  // reused by publish(): its strings keep their capacity
+  std::string scratchDetail_;           // reused for details rebuilt from the window
   Wakeup wakeup_;
   OutcomeQueue outbox_;
   moodycamel::ConsumerToken outboxToken_;

@@ -117,6 +117,11 @@ bool Shard::handle(ShardTask& task) {
       task.snapshotOut->set_value(std::move(state));
       return false;
     }
+    case Step::install:
+      customers_ = std::move(task.install->customers);
+      products_ = std::move(task.install->products);
+      task.installed->set_value();
+      return false;
     case Step::release:
     case Step::stockBack: {
       // Both put units back into a product that reserved or sold them, so it

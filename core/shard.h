@@ -37,8 +37,23 @@ enum class Step : uint8_t {
   hold,       // test seam: block until Shard::resume()
   armFault,   // test seam: the next command touching `key` throws
   snapshot,   // test seam: copy this shard's state into `snapshotOut`
+  install,    // recovery: take `install`'s aggregates as this shard's state
   fail,       // test seam: a failed invariant check outside any command
   stop,       // leave the loop after the tasks before it
+};
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+using CustomerMap = std::unordered_map<std::string, Customer, StringHash, std::equal_to<>>;
+using ProductMap = std::unordered_map<std::string, Product, StringHash, std::equal_to<>>;
+
+// One shard's aggregates, as recovery rebuilds them.
+struct ShardState {
+  CustomerMap customers;
+  ProductMap products;
 };
 
 struct ShardTask {
@@ -51,6 +66,8 @@ struct ShardTask {
   std::string key;        // release/stockBack: product; armFault: aggregate key
   Quantity quantity = 0;  // release/stockBack
   std::promise<ShopState>* snapshotOut = nullptr;  // snapshot
+  ShardState* install = nullptr;                   // install: moved from
+  std::promise<void>* installed = nullptr;         // install: set once taken
 };
 
 // What a shard reports for an op. `reserved` is an intermediate step of a
@@ -75,11 +92,6 @@ struct InboxTraits : moodycamel::ConcurrentQueueDefaultTraits {
   static const int MAX_SEMA_SPINS = 0;
 };
 using Inbox = moodycamel::BlockingConcurrentQueue<ShardTask, InboxTraits>;
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 // Owned by its own thread; other threads call only submit() (the ingress,
 // producer side) and resume() (test seam).
@@ -125,8 +137,8 @@ class Shard {
   moodycamel::LightweightSemaphore resume_;
 
   // Shard thread only.
-  std::unordered_map<std::string, Customer, StringHash, std::equal_to<>> customers_;
-  std::unordered_map<std::string, Product, StringHash, std::equal_to<>> products_;
+  CustomerMap customers_;
+  ProductMap products_;
   std::unordered_set<std::string> armedFaults_;
   std::vector<ShardOutcome> pendingOut_;
   EventEncoder encoder_;

@@ -9,6 +9,7 @@ packages=(
   capnproto libcapnp-dev
   doctest-dev libconcurrentqueue-dev
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
+  libisal-dev
   chromium
   python3
 )

@@ -5,11 +5,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
 #include "bus/catalog.h"
 #include "bus/server.h"
+#include "core/journal.h"
 #include "core/log.h"
 #include "tools/cli.h"
 
@@ -38,6 +41,19 @@ options:
   --handshake-ms MS     a connection must finish ZeroMQ's handshake in this
                         time, or it is closed (default 5000)
 
+durability (without --journal, everything is in memory: a crash or a
+restart loses every customer and event):
+  --journal DIR         journal every event in DIR and recover from it on
+                        start; DIR is locked against a second shopd
+  --fsync MODE          always: a reply only once fdatasync covers its event
+                          (the default; nothing acknowledged is ever lost)
+                        interval: sync every --fsync-interval-ms, reply after
+                          write (a power loss loses up to that interval)
+                        never: the OS syncs (a power loss loses what it held)
+  --fsync-interval-ms MS  for --fsync interval               (default 50)
+  --segment-size SIZE   a journal file rolls at this size; K, M, G suffixes
+                                                         (default 64M)
+
 security (CURVE: encryption, and only listed keys get in; see README):
   --curve-secret-key FILE  the server's key pair (make one: shopctl keygen NAME)
   --authorized-keys FILE   client public keys, one per line
@@ -56,6 +72,8 @@ struct Options {
   shop::bus::AccessConfig access;
   shop::EngineConfig engine;
   std::string catalog = SHOP_DEFAULT_CATALOG;
+  shop::JournalConfig journal;  // dir empty: in memory only
+  bool journalTuned = false;    // a journal flag given without --journal
 };
 
 Options parse(int argc, char** argv) {
@@ -95,6 +113,25 @@ Options parse(int argc, char** argv) {
       o.access.maxConnections = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
     } else if (a == "--handshake-ms") {
       o.server.handshakeMs = static_cast<int>(unsignedValue(a, value(argc, argv, i), 1, 600'000));
+    } else if (a == "--journal") {
+      o.journal.dir = value(argc, argv, i);
+      if (o.journal.dir.empty()) throw shop::cli::UsageError("--journal needs a directory");
+    } else if (a == "--fsync") {
+      std::string mode = value(argc, argv, i);
+      auto parsed = shop::parseFsyncMode(mode);
+      if (!parsed) {
+        throw shop::cli::UsageError("--fsync must be always, interval or never, got '" + mode +
+                                    "'");
+      }
+      o.journal.fsync = *parsed;
+      o.journalTuned = true;
+    } else if (a == "--fsync-interval-ms") {
+      o.journal.fsyncInterval =
+          std::chrono::milliseconds(unsignedValue(a, value(argc, argv, i), 1, 60'000));
+      o.journalTuned = true;
+    } else if (a == "--segment-size") {
+      o.journal.segmentBytes = shop::cli::sizeValue(a, value(argc, argv, i), 4096, 1ull << 40);
+      o.journalTuned = true;
     } else if (a == "--curve-secret-key") {
       o.access.secretKeyFile = value(argc, argv, i);
     } else if (a == "--authorized-keys") {
@@ -104,6 +141,10 @@ Options parse(int argc, char** argv) {
     } else {
       throw shop::cli::UsageError("unknown option '" + a + "'");
     }
+  }
+  if (o.journalTuned && o.journal.dir.empty()) {
+    throw shop::cli::UsageError(
+        "--fsync, --fsync-interval-ms and --segment-size need --journal DIR");
   }
   return o;
 }
@@ -123,6 +164,28 @@ void raiseOpenFileLimit() {
                 static_cast<unsigned long long>(limit.rlim_cur),
                 static_cast<unsigned long long>(before),
                 static_cast<unsigned long long>(limit.rlim_max));
+}
+
+// Brings the engine back to where the journal left it, then starts
+// journaling after it.
+void recover(shop::Journal& journal, shop::Engine& engine) {
+  auto start = std::chrono::steady_clock::now();
+  shop::JournalContents contents = journal.recover(
+      [&engine](shop::Seq, kj::ArrayPtr<const capnp::word> message) { engine.recover(message); });
+  engine.finishRecovery(contents.serverId);
+  journal.start(engine.serverId(), engine.log().headSeq() + 1);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto& config = journal.config();
+  if (contents.truncated) {
+    shop::logLine("journal", "cut off a torn tail (a write a crash interrupted): %s",
+                  contents.truncated->c_str());
+  }
+  shop::logLine("journal",
+                "%s: recovered %llu events (%zu segments, %.1f MB) in %.2f s; head seq %llu; "
+                "fsync %s",
+                config.dir.c_str(), static_cast<unsigned long long>(contents.headSeq),
+                contents.segments, static_cast<double>(contents.bytes) / 1e6, seconds,
+                static_cast<unsigned long long>(contents.headSeq), shop::name(config.fsync));
 }
 
 }  // namespace
@@ -159,11 +222,30 @@ int main(int argc, char** argv) {
     // moment the sockets bind, and it outlives them.
     shop::bus::AccessControl access(context, options.access);
     options.server.access = &access;
+    // The journal first: it locks its directory before anything is bound.
+    std::unique_ptr<shop::Journal> journal;
+    if (!options.journal.dir.empty()) journal = std::make_unique<shop::Journal>(options.journal);
+    options.server.journal = journal.get();
     shop::bus::Server server(context, options.server);
     shop::Engine engine(options.engine, server, server);
-    // Seqs start again at 1 on every start; this id, on every ReadEvents
-    // page, is how a subscriber tells this run's stream from the last one's.
+    if (journal) {
+      recover(*journal, engine);
+    } else {
+      shop::logLine("shopd",
+                    "in memory only (no --journal): a crash or a restart loses every customer "
+                    "and event");
+    }
+    // The id on every ReadEvents page: how a subscriber tells this stream
+    // from another. Without a journal seqs start again at 1 on every start,
+    // under a new id; with one, the id is the journal's, kept across starts.
     shop::logLine("shopd", "server id %s", shop::serverIdHex(engine.serverId()).c_str());
+    // The starter catalog stocks a new shop, not one the journal brought back.
+    if (engine.log().headSeq() != 0 && !catalog.empty()) {
+      shop::logLine("shopd", "catalog %s not loaded: the journal brought the shop back",
+                    options.catalog.c_str());
+      catalog.clear();
+      options.catalog.clear();
+    }
     for (auto& product : catalog) {
       engine.submit(shop::Command{shop::CommandId::random(), std::move(product)},
                     shop::bus::Server::kLocalTag);
@@ -173,6 +255,13 @@ int main(int argc, char** argv) {
       shop::logLine("shopd", "catalog %s: %zu products", options.catalog.c_str(), catalog.size());
     }
     server.run(engine);
+    if (journal) {
+      const auto& stats = journal->stats();
+      shop::logLine("journal", "%llu batches, %llu syncs, %llu bytes written this run",
+                    static_cast<unsigned long long>(stats.batches.load()),
+                    static_cast<unsigned long long>(stats.syncs.load()),
+                    static_cast<unsigned long long>(stats.bytes.load()));
+    }
     signalfd_siginfo info{};
     if (::read(signalFd, &info, sizeof info) == sizeof info) {
       shop::logLine("shopd", "stopped by %s", strsignal(static_cast<int>(info.ssi_signo)));
@@ -180,6 +269,15 @@ int main(int argc, char** argv) {
   } catch (const shop::bus::ServerFailure& e) {
     shop::logLine("shopd", "%s", e.what());
     return 70;  // EX_SOFTWARE: a bug stopped the server
+  } catch (const shop::JournalCorrupt& e) {
+    shop::logLine("shopd",
+                  "cannot start: %s. Nothing was changed. See \"Recovering a damaged journal\" "
+                  "in the README.",
+                  e.what());
+    return 65;  // EX_DATAERR
+  } catch (const shop::JournalLocked& e) {
+    shop::logLine("shopd", "cannot start: %s", e.what());
+    return 75;  // EX_TEMPFAIL: it may work once the other process stops
   } catch (const shop::bus::KeyError& e) {
     shop::logLine("shopd", "%s", e.what());
     return 1;

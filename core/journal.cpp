@@ -1,0 +1,502 @@
+#include "core/journal.h"
+
+#include <fcntl.h>
+#include <isa-l/crc.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "core/log.h"
+
+namespace shop {
+
+static_assert(std::endian::native == std::endian::little,
+              "the journal is written in the machine's byte order, little-endian");
+
+uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
+  // ISA-L's crc32_iscsi leaves out the standard final inversion.
+  return ~crc32_iscsi(static_cast<unsigned char*>(const_cast<void*>(data)), static_cast<int>(size),
+                      ~crc);
+}
+
+std::optional<FsyncMode> parseFsyncMode(std::string_view text) {
+  if (text == "always") return FsyncMode::always;
+  if (text == "interval") return FsyncMode::interval;
+  if (text == "never") return FsyncMode::never;
+  return std::nullopt;
+}
+
+const char* name(FsyncMode mode) {
+  switch (mode) {
+    case FsyncMode::always:
+      return "always";
+    case FsyncMode::interval:
+      return "interval";
+    case FsyncMode::never:
+      return "never";
+  }
+  return "?";
+}
+
+JournalCorrupt::JournalCorrupt(std::string file_, uint64_t offset_, const std::string& why)
+    : std::runtime_error("journal file " + file_ + " is damaged at offset " +
+                         std::to_string(offset_) + ": " + why),
+      file(std::move(file_)),
+      offset(offset_) {}
+
+namespace {
+
+namespace fs = std::filesystem;
+using F = JournalFormat;
+
+uint32_t getU32(const kj::byte* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint64_t getU64(const kj::byte* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+void putU32(kj::byte* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
+void putU64(kj::byte* p, uint64_t v) {
+  std::memcpy(p, &v, 8);
+}
+
+std::array<kj::byte, F::kHeaderBytes> encodeHeader(uint64_t serverId, Seq firstSeq) {
+  std::array<kj::byte, F::kHeaderBytes> h{};
+  std::memcpy(h.data(), F::kMagic, 8);
+  putU32(h.data() + 8, F::kVersion);
+  putU64(h.data() + 16, serverId);
+  putU64(h.data() + 24, firstSeq);
+  putU32(h.data() + 12, crc32c(h.data(), h.size()));
+  return h;
+}
+
+// The record at `p` (with `left` bytes from p to the end) if it is whole
+// and its checksum holds: its message length; else 0 and why.
+uint32_t checkRecord(const kj::byte* p, size_t left, std::string* why) {
+  if (left < F::kRecordHeaderBytes) {
+    if (why) *why = "a record header cut short (" + std::to_string(left) + " bytes)";
+    return 0;
+  }
+  uint32_t length = getU32(p);
+  if (length == 0 || length % 8 != 0 || length > F::kMaxRecordBytes) {
+    if (why) *why = "a record length of " + std::to_string(length) + " bytes is impossible";
+    return 0;
+  }
+  if (left - F::kRecordHeaderBytes < length) {
+    if (why) {
+      *why = "a record of " + std::to_string(length) + " bytes cut short at " +
+             std::to_string(left - F::kRecordHeaderBytes);
+    }
+    return 0;
+  }
+  uint32_t want = getU32(p + 4);
+  uint32_t got = crc32c(p + F::kRecordHeaderBytes, length, crc32c(p, 4));
+  if (got != want) {
+    if (why) *why = "a record's checksum does not match";
+    return 0;
+  }
+  return length;
+}
+
+std::string segmentName(Seq firstSeq) {
+  char name[40];
+  std::snprintf(name, sizeof name, "%020" PRIu64 ".journal", firstSeq);
+  return name;
+}
+
+// The segment files of `dir`, by first seq.
+std::vector<std::pair<Seq, fs::path>> listSegments(const std::string& dir) {
+  std::vector<std::pair<Seq, fs::path>> out;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() != 28 || !name.ends_with(".journal")) continue;
+    if (!std::all_of(name.begin(), name.begin() + 20, [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    out.emplace_back(std::stoull(name.substr(0, 20)), entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::system_error systemError(const std::string& what) {
+  return std::system_error(errno, std::generic_category(), what);
+}
+
+// A file mapped read-only.
+struct Mapped {
+  explicit Mapped(const fs::path& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw systemError("cannot open " + path.string());
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      ::close(fd);
+      throw systemError("cannot stat " + path.string());
+    }
+    size = static_cast<size_t>(st.st_size);
+    if (size > 0) {
+      void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd);
+        throw systemError("cannot map " + path.string());
+      }
+      ::madvise(p, size, MADV_SEQUENTIAL);
+      data = static_cast<const kj::byte*>(p);
+    }
+    ::close(fd);
+  }
+  ~Mapped() {
+    if (data) ::munmap(const_cast<kj::byte*>(data), size);
+  }
+  Mapped(const Mapped&) = delete;
+  Mapped& operator=(const Mapped&) = delete;
+  const kj::byte* data = nullptr;
+  size_t size = 0;
+};
+
+void fsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw systemError("cannot open " + dir);
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw systemError("cannot sync " + dir);
+}
+
+void writeAll(int fd, const kj::byte* data, size_t size, const char* what) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw systemError(what);
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The header's fields, or why it does not read (scan.stop).
+bool parseHeader(kj::ArrayPtr<const kj::byte> bytes, SegmentScan& scan) {
+  const kj::byte* base = bytes.begin();
+  if (bytes.size() < F::kHeaderBytes) {
+    scan.stop = "the segment header is cut short (" + std::to_string(bytes.size()) + " bytes)";
+    return false;
+  }
+  if (std::memcmp(base, F::kMagic, 8) != 0) {
+    scan.stop = "not a journal segment (bad magic)";
+    return false;
+  }
+  std::array<kj::byte, F::kHeaderBytes> header;
+  std::memcpy(header.data(), base, header.size());
+  putU32(header.data() + 12, 0);
+  if (crc32c(header.data(), header.size()) != getU32(base + 12)) {
+    scan.stop = "the segment header's checksum does not match";
+    return false;
+  }
+  if (uint32_t version = getU32(base + 8); version != F::kVersion) {
+    scan.stop = "format version " + std::to_string(version) + ", this build reads version " +
+                std::to_string(F::kVersion);
+    return false;
+  }
+  scan.serverId = getU64(base + 16);
+  scan.firstSeq = getU64(base + 24);
+  return true;
+}
+
+}  // namespace
+
+SegmentScan scanSegment(kj::ArrayPtr<const kj::byte> bytes, const JournalVisitor& visit) {
+  SegmentScan scan;
+  const kj::byte* base = bytes.begin();
+  size_t size = bytes.size();
+  if (!parseHeader(bytes, scan)) return scan;
+  size_t at = F::kHeaderBytes;
+  scan.goodBytes = at;
+  while (at < size) {
+    uint32_t length = checkRecord(base + at, size - at, &scan.stop);
+    if (length == 0) break;
+    const auto* words = reinterpret_cast<const capnp::word*>(base + at + F::kRecordHeaderBytes);
+    if (visit) visit(scan.firstSeq + scan.records, {words, length / sizeof(capnp::word)});
+    ++scan.records;
+    at += F::kRecordHeaderBytes + length;
+    scan.goodBytes = at;
+  }
+  if (scan.stop.empty()) return scan;
+  // Is anything good past the damage? Then it is not a torn tail.
+  for (size_t p = scan.goodBytes + 8; p + F::kRecordHeaderBytes <= size; p += 8) {
+    if (checkRecord(base + p, size - p, nullptr) != 0) {
+      scan.goodAfter = true;
+      break;
+    }
+  }
+  return scan;
+}
+
+JournalContents readJournal(const std::string& dir, const JournalVisitor& visit) {
+  JournalContents out;
+  auto segments = listSegments(dir);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const auto& [named, path] = segments[i];
+    const bool newest = i + 1 == segments.size();
+    Mapped file(path);
+    // Records are read in place: the mapping is page-aligned and records
+    // 8-byte aligned, as Cap'n Proto wants.
+    Seq expected = out.headSeq + 1;
+    SegmentScan header;
+    if (parseHeader({file.data, file.size}, header)) {
+      if (header.firstSeq != named) {
+        throw JournalCorrupt(path.string(), 24,
+                             "the header says first seq " + std::to_string(header.firstSeq) +
+                                 ", the file name " + std::to_string(named));
+      }
+      if (out.segments > 0 && header.serverId != out.serverId) {
+        throw JournalCorrupt(path.string(), 16,
+                             "a segment of another server (" + serverIdHex(header.serverId) +
+                                 ", not " + serverIdHex(out.serverId) + ")");
+      }
+      if (header.firstSeq != expected) {
+        throw JournalCorrupt(path.string(), 24,
+                             "starts at seq " + std::to_string(header.firstSeq) + ", but seq " +
+                                 std::to_string(expected) + " comes next: a segment is missing");
+      }
+    }
+    uint64_t offset = 0;
+    SegmentScan scan;
+    try {
+      scan = scanSegment({file.data, file.size}, [&](Seq seq, kj::ArrayPtr<const capnp::word> m) {
+        offset = static_cast<uint64_t>(reinterpret_cast<const kj::byte*>(m.begin()) - file.data) -
+                 F::kRecordHeaderBytes;
+        visit(seq, m);
+      });
+    } catch (const JournalCorrupt&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw JournalCorrupt(path.string(), offset, e.what());
+    }
+    if (!scan.stop.empty()) {
+      uint64_t at = scan.goodBytes;
+      if (!newest || scan.goodAfter) throw JournalCorrupt(path.string(), at, scan.stop);
+      // The newest segment's tail: what a crash mid-write leaves. Nothing
+      // after it was ever acknowledged, so it is cut off.
+      out.truncated = path.string() + " at offset " + std::to_string(at) + ": " + scan.stop;
+      if (at < F::kHeaderBytes) {
+        fs::remove(path);
+      } else if (::truncate(path.c_str(), static_cast<off_t>(at)) != 0) {
+        throw systemError("cannot truncate " + path.string());
+      }
+      fsyncDir(dir);
+      if (at < F::kHeaderBytes) continue;
+    }
+    if (out.segments == 0) out.serverId = scan.serverId;
+    ++out.segments;
+    out.headSeq = scan.firstSeq + scan.records - 1;
+    out.bytes += scan.goodBytes;
+  }
+  return out;
+}
+
+Journal::Journal(const JournalConfig& config) : config_(config) {
+  fs::create_directories(config_.dir);
+  std::string lockPath = config_.dir + "/LOCK";
+  lockFd_ = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lockFd_ < 0) throw systemError("cannot open " + lockPath);
+  if (::flock(lockFd_, LOCK_EX | LOCK_NB) != 0) {
+    int error = errno;
+    char pid[32] = {};
+    ssize_t n = ::pread(lockFd_, pid, sizeof pid - 1, 0);
+    ::close(lockFd_);
+    lockFd_ = -1;
+    if (error == EWOULDBLOCK) {
+      std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "unknown";
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) holder.pop_back();
+      throw JournalLocked("the journal directory " + config_.dir +
+                          " is in use by another process (pid " + holder + ")");
+    }
+    errno = error;
+    throw systemError("cannot lock " + lockPath);
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lockFd_, 0) != 0 ||
+      ::pwrite(lockFd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    logLine("journal", "cannot write the pid into %s: %s", lockPath.c_str(), std::strerror(errno));
+  }
+}
+
+Journal::~Journal() {
+  if (thread_.joinable()) {
+    toWrite_.enqueue(std::make_unique<Batch>());  // number 0: stop
+    thread_.join();
+  }
+  if (segmentFd_ >= 0) ::close(segmentFd_);
+  if (lockFd_ >= 0) ::close(lockFd_);  // releases the lock
+}
+
+JournalContents Journal::recover(const JournalVisitor& visit) {
+  return readJournal(config_.dir, visit);
+}
+
+void Journal::start(uint64_t serverId, Seq nextSeq) {
+  serverId_ = serverId;
+  nextSeq_ = nextSeq;
+  openSegment(nextSeq);
+  thread_ = std::thread([this] { run(); });
+}
+
+void Journal::openSegment(Seq firstSeq) {
+  if (segmentFd_ >= 0) {
+    if (config_.fsync != FsyncMode::never) sync();
+    ::close(segmentFd_);
+    segmentFd_ = -1;
+  }
+  // A file of this name can only hold a header: no record of seq firstSeq
+  // was read back, or it would not come next.
+  std::string path = config_.dir + "/" + segmentName(firstSeq);
+  segmentFd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (segmentFd_ < 0) throw systemError("cannot create " + path);
+  auto header = encodeHeader(serverId_, firstSeq);
+  writeAll(segmentFd_, header.data(), header.size(), "cannot write a segment header");
+  segmentSize_ = header.size();
+  if (config_.fsync != FsyncMode::never) {
+    if (::fdatasync(segmentFd_) != 0) throw systemError("cannot sync " + path);
+    fsyncDir(config_.dir);  // the new name itself must survive a crash
+  }
+  stats_.segments.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::unique_ptr<Journal::Batch> Journal::takeBatch() {
+  std::unique_ptr<Batch> batch;
+  if (!spare_.try_dequeue(batch)) batch = std::make_unique<Batch>();
+  batch->bytes.clear();
+  return batch;
+}
+
+void Journal::append(kj::ArrayPtr<const capnp::word> message) {
+  if (!staging_) staging_ = takeBatch();
+  auto& bytes = staging_->bytes;
+  if (bytes.empty()) staging_->firstSeq = nextSeq_;
+  ++nextSeq_;
+  size_t at = bytes.size();
+  size_t length = message.size() * sizeof(capnp::word);
+  bytes.resize(at + F::kRecordHeaderBytes + length);
+  putU32(bytes.data() + at, static_cast<uint32_t>(length));
+  putU32(bytes.data() + at + 4, 0);  // the journal thread writes the checksum
+  std::memcpy(bytes.data() + at + F::kRecordHeaderBytes, message.begin(), length);
+}
+
+uint64_t Journal::commit() {
+  if (!staging_ || staging_->bytes.empty()) return 0;
+  staging_->number = ++committed_;
+  toWrite_.enqueue(std::move(staging_));
+  return committed_;
+}
+
+void Journal::waitDurable(uint64_t number) {
+  while (durable() < number && !failed()) {
+    if (wakeup_.wait(100)) wakeup_.clear();
+  }
+}
+
+std::string Journal::failure() const {
+  return failed() ? failure_ : std::string();
+}
+
+void Journal::fail(const std::string& why) {
+  if (failed()) return;
+  failure_ = why;
+  failed_.store(true, std::memory_order_release);
+  logLine("journal", "writing stopped: %s", why.c_str());
+  wakeup_.notify();
+}
+
+void Journal::sync() {
+  if (!unsynced_) return;
+  if (::fdatasync(segmentFd_) != 0) throw systemError("fdatasync of the journal failed");
+  unsynced_ = false;
+  stats_.syncs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Journal::write(Batch& batch) {
+  // Checksums here, off the socket thread.
+  kj::byte* p = batch.bytes.data();
+  kj::byte* end = p + batch.bytes.size();
+  while (p < end) {
+    uint32_t length = getU32(p);
+    putU32(p + 4, crc32c(p + F::kRecordHeaderBytes, length, crc32c(p, 4)));
+    p += F::kRecordHeaderBytes + length;
+  }
+  if (segmentSize_ >= config_.segmentBytes) openSegment(batch.firstSeq);
+  writeAll(segmentFd_, batch.bytes.data(), batch.bytes.size(), "cannot write to the journal");
+  segmentSize_ += batch.bytes.size();
+  unsynced_ = true;
+  stats_.bytes.fetch_add(batch.bytes.size(), std::memory_order_relaxed);
+  stats_.batches.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Journal::run() {
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::unique_ptr<Batch>> got(64);
+  auto lastSync = Clock::now();
+  bool stop = false;
+  while (!stop) {
+    size_t n;
+    if (config_.fsync == FsyncMode::interval && unsynced_ && !failed()) {
+      auto due = lastSync + config_.fsyncInterval;
+      auto wait = std::chrono::duration_cast<std::chrono::microseconds>(due - Clock::now());
+      n = toWrite_.wait_dequeue_bulk_timed(got.begin(), got.size(),
+                                           std::max<int64_t>(0, wait.count()));
+    } else {
+      n = toWrite_.wait_dequeue_bulk(got.begin(), got.size());
+    }
+    uint64_t newest = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (got[i]->number == 0) {
+        stop = true;
+      } else if (!failed()) {
+        try {
+          write(*got[i]);
+          newest = got[i]->number;
+        } catch (const std::exception& e) {
+          fail(e.what());
+        }
+      }
+      spare_.enqueue(std::move(got[i]));
+    }
+    if (failed()) continue;
+    try {
+      // Group commit: one sync covers every batch written above.
+      if (config_.fsync == FsyncMode::always ||
+          (config_.fsync == FsyncMode::interval &&
+           Clock::now() - lastSync >= config_.fsyncInterval)) {
+        sync();
+        lastSync = Clock::now();
+      }
+      if (stop) sync();  // a clean stop leaves everything on disk, whatever the mode
+    } catch (const std::exception& e) {
+      fail(e.what());
+      continue;
+    }
+    if (newest != 0) {
+      durable_.store(newest, std::memory_order_release);
+      wakeup_.notify();
+    }
+  }
+}
+
+}  // namespace shop
