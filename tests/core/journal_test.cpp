@@ -11,24 +11,14 @@
 #include "core/event_codec.h"
 #include "core/journal.h"
 #include "tests/testkit/engine_harness.h"
+#include "tests/testkit/temp_dir.h"
 
 using namespace shop;
 using shop::testkit::EngineHarness;
+using shop::testkit::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system's temporary one, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "shop-journal-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
 
 std::string bytesOf(kj::ArrayPtr<const capnp::word> m) {
   return std::string(reinterpret_cast<const char*>(m.begin()), m.size() * sizeof(capnp::word));

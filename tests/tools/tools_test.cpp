@@ -16,6 +16,7 @@
 #include "bus/client.h"
 #include "tests/testkit/embedded_server.h"
 #include "tests/testkit/process.h"
+#include "tests/tools/shopd_process.h"
 #include "tools/money.h"
 
 using namespace shop;
@@ -36,17 +37,8 @@ struct Shopctl {
   }
 };
 
-// Waits for shopd's "serving" line and returns its commands endpoint.
 std::string commandsEndpointOf(Process& shopd) {
-  std::string line = shopd.waitForStderrLine("serving commands on");
-  // "... serving commands on <endpoint>, events on <endpoint> (...)"
-  const std::string marker = "serving commands on ";
-  size_t at = line.find(marker);
-  REQUIRE(at != std::string::npos);
-  size_t begin = at + marker.size();
-  std::string commands = line.substr(begin, line.find(',', begin) - begin);
-  REQUIRE(commands.starts_with("tcp://127.0.0.1:"));
-  return commands;
+  return testkit::endpointOf(shopd, "commands");
 }
 
 }  // namespace
