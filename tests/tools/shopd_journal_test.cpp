@@ -1,0 +1,154 @@
+// shopd --journal as an operator meets it: restarts, a torn tail, a damaged
+// file, a directory already in use, and flags that need a journal.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "bus/client.h"
+#include "tests/testkit/process.h"
+#include "tests/testkit/temp_dir.h"
+#include "tests/tools/shopd_process.h"
+
+using namespace shop;
+using shop::testkit::Process;
+using shop::testkit::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> shopdArgs(const TempDir& dir, std::vector<std::string> more = {}) {
+  std::vector<std::string> argv = {SHOPD_PATH,         "--journal",         dir.str(),
+                                   "--commands",       "tcp://127.0.0.1:*", "--events",
+                                   "tcp://127.0.0.1:*"};
+  argv.insert(argv.end(), more.begin(), more.end());
+  return argv;
+}
+
+std::vector<fs::path> segmentsOf(const TempDir& dir) {
+  std::vector<fs::path> out;
+  for (const auto& entry : fs::directory_iterator(dir.path)) {
+    if (entry.path().extension() == ".journal") out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Starts shopd on `dir`, creates `customers` customers, and stops it cleanly.
+void populate(const TempDir& dir, int customers) {
+  Process shopd(shopdArgs(dir));
+  zmq::context_t context(1);
+  bus::Client client(context, testkit::endpointOf(shopd), {.timeoutMs = 5000, .retries = 0});
+  for (int c = 0; c < customers; ++c) {
+    REQUIRE(
+        client.call(Command{CommandId::random(), CreateCustomer{"c" + std::to_string(c), c}}).ok());
+  }
+  shopd.signal(SIGTERM);
+  REQUIRE(shopd.wait() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("shopd --journal: a restart keeps the customers, the seqs and the server id") {
+  TempDir dir;
+  uint64_t serverId = 0;
+  Seq head = 0;
+  {
+    Process shopd(shopdArgs(dir));
+    std::string log = shopd.waitForStderrLine("recovered 0 events", 30'000);
+    CHECK(log.find("fsync always") != std::string::npos);
+    zmq::context_t context(1);
+    bus::Client client(context, testkit::endpointOf(shopd), {.timeoutMs = 5000, .retries = 0});
+    REQUIRE(client.call(Command{CommandId::random(), CreateCustomer{"alice", 500}}).ok());
+    auto page = client.call(Command{CommandId::random(), ReadEvents{1, 0}});
+    REQUIRE(page.ok());
+    serverId = page.reply->reply.page.serverId;
+    head = page.reply->reply.page.headSeq;
+    shopd.signal(SIGTERM);
+    REQUIRE(shopd.wait() == 0);
+  }
+  Process shopd(shopdArgs(dir));
+  std::string log = shopd.waitForStderrLine("recovered", 30'000);
+  CHECK(log.find("recovered " + std::to_string(head) + " events") != std::string::npos);
+  // The starter catalog stocks a new shop only.
+  CHECK(shopd.waitForStderrLine("not loaded: the journal brought the shop back", 30'000) != "");
+  zmq::context_t context(1);
+  bus::Client client(context, testkit::endpointOf(shopd), {.timeoutMs = 5000, .retries = 0});
+  auto alice = client.call(Command{CommandId::random(), GetCustomer{"alice"}});
+  REQUIRE(alice.ok());
+  REQUIRE(alice.reply->reply.customer);
+  CHECK(alice.reply->reply.customer->balance == 500);
+  auto page = client.call(Command{CommandId::random(), ReadEvents{1, 0}});
+  REQUIRE(page.ok());
+  CHECK(page.reply->reply.page.serverId == serverId);
+  CHECK(page.reply->reply.page.headSeq == head);
+  auto bob = client.call(Command{CommandId::random(), CreateCustomer{"bob", 1}});
+  REQUIRE(bob.ok());
+  CHECK(bob.reply->reply.event->seq == head + 1);
+}
+
+TEST_CASE("shopd --journal: a torn tail is cut off with a log line, and shopd starts") {
+  TempDir dir;
+  populate(dir, 5);
+  fs::path newest = segmentsOf(dir).back();
+  auto whole = fs::file_size(newest);
+  {
+    std::ofstream out(newest, std::ios::binary | std::ios::app);
+    out.write("\x40\0\0\0garbage", 11);  // a record that says 64 bytes and stops
+  }
+  Process shopd(shopdArgs(dir, {"--no-catalog"}));
+  std::string line = shopd.waitForStderrLine("torn tail", 30'000);
+  CHECK(line.find(newest.string() + " at offset " + std::to_string(whole)) != std::string::npos);
+  CHECK(shopd.waitForStderrLine("recovered 11 events", 30'000) != "");  // 6 products, 5 customers
+  testkit::endpointOf(shopd);
+  CHECK(fs::file_size(newest) == whole);
+}
+
+TEST_CASE("shopd --journal: a damaged record refuses to start, with the file, the offset and 65") {
+  TempDir dir;
+  populate(dir, 5);
+  fs::path segment = segmentsOf(dir).front();
+  {
+    // The second record's message: well inside the file, with records after it.
+    std::fstream f(segment, std::ios::binary | std::ios::in | std::ios::out);
+    uint32_t first = 0;
+    f.seekg(32);
+    f.read(reinterpret_cast<char*>(&first), 4);
+    f.seekp(32 + 8 + first + 8 + 4);
+    f.write("X", 1);
+  }
+  std::string err;
+  int code = Process::run(shopdArgs(dir), nullptr, &err);
+  CHECK(code == 65);
+  CHECK(err.find("is damaged at offset") != std::string::npos);
+  CHECK(err.find(segment.string()) != std::string::npos);
+  CHECK(err.find("Recovering a damaged journal") != std::string::npos);
+}
+
+TEST_CASE("shopd --journal: a second shopd on the same directory refuses with 75") {
+  TempDir dir;
+  Process first(shopdArgs(dir));
+  testkit::endpointOf(first);
+  std::string err;
+  CHECK(Process::run(shopdArgs(dir), nullptr, &err) == 75);
+  CHECK(err.find("is in use by another process") != std::string::npos);
+  first.signal(SIGTERM);
+  CHECK(first.wait() == 0);
+}
+
+TEST_CASE("shopd: journal flags without --journal, or with bad values, are usage errors") {
+  std::string err;
+  CHECK(Process::run({SHOPD_PATH, "--fsync", "never"}, nullptr, &err) == 2);
+  CHECK(err.find("need --journal DIR") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--journal", "/tmp/x", "--fsync", "sometimes"}, nullptr, &err) ==
+        2);
+  CHECK(err.find("--fsync must be always, interval or never, got 'sometimes'") !=
+        std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--journal", "/tmp/x", "--segment-size", "12Q"}, nullptr, &err) ==
+        2);
+  CHECK(err.find("--segment-size must be a size") != std::string::npos);
+  std::string out;
+  CHECK(Process::run({SHOPD_PATH, "--help"}, &out, nullptr) == 0);
+  CHECK(out.find("a crash or a\nrestart loses every customer and event") != std::string::npos);
+}
