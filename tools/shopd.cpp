@@ -181,10 +181,10 @@ void recover(shop::Journal& journal, shop::Engine& engine) {
                   contents.truncated->c_str());
   }
   shop::logLine("journal",
-                "%s: recovered %llu events (%zu segments, %.1f MB) in %.2f s; head seq %llu; "
+                "%s: recovered %llu events (%zu segment%s, %.1f MB) in %.2f s; head seq %llu; "
                 "fsync %s",
                 config.dir.c_str(), static_cast<unsigned long long>(contents.headSeq),
-                contents.segments, static_cast<double>(contents.bytes) / 1e6, seconds,
+                contents.segments, contents.segments == 1 ? "" : "s", static_cast<double>(contents.bytes) / 1e6, seconds,
                 static_cast<unsigned long long>(contents.headSeq), shop::name(config.fsync));
 }
 
