@@ -234,7 +234,7 @@ void toWire(const ReplyView& reply, wire::Reply::Builder out) {
       page.setServerId(reply.serverId);
       auto list = page.initEvents(static_cast<unsigned>(reply.count));
       for (unsigned i = 0; i < reply.count; ++i) {
-        capnp::FlatArrayMessageReader reader(reply.log->at(reply.first + i));
+        capnp::FlatArrayMessageReader reader(pageEvent(reply, i));
         list.setWithCaveats(i, logged(reader));
       }
       break;
@@ -396,7 +396,7 @@ zmq::message_t ReplyEncoder::encode(const ReplyView& reply) {
   if (reply.status == ReplyStatus::events) {
     // A page: one segment sized for its events, so the copy never spills.
     size_t words = 64;
-    for (size_t i = 0; i < reply.count; ++i) words += reply.log->at(reply.first + i).size() + 8;
+    for (size_t i = 0; i < reply.count; ++i) words += pageEvent(reply, i).size() + 8;
     capnp::MallocMessageBuilder builder(static_cast<unsigned>(words));
     toWire(reply, builder.initRoot<wire::Reply>());
     return toFrame(builder);

@@ -31,7 +31,7 @@ Reply toReply(const ReplyView& view) {
       out.page.capped = view.capped;
       out.page.serverId = view.serverId;
       for (size_t i = 0; i < view.count; ++i) {
-        out.page.events.push_back(decodeEvent(view.log->at(view.first + i)));
+        out.page.events.push_back(decodeEvent(pageEvent(view, i)));
       }
       break;
     case ReplyStatus::retired:

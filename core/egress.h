@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "core/domain.h"
 #include "core/event_log.h"
@@ -48,14 +49,21 @@ struct ReplyView {
   Seq oldestSeq = 0;  // rejected with retentionExceeded; retired
   // customer
   const CustomerView* customer = nullptr;
-  // events: the log's seqs [first, first + count), and the head when read
+  // events: the log's seqs [first, first + count), or, read from the
+  // journal, `messages` (count of them); and the head when read
   const EventLog* log = nullptr;
+  const std::vector<kj::ArrayPtr<const capnp::word>>* messages = nullptr;
   Seq first = 0;
   size_t count = 0;
   Seq headSeq = 0;
   bool capped = false;    // events: the page stopped at its byte cap
   uint64_t serverId = 0;  // events: the engine's id (EventPage.serverId)
 };
+
+// Event i of an events reply's page.
+inline kj::ArrayPtr<const capnp::word> pageEvent(const ReplyView& view, size_t i) {
+  return view.messages ? (*view.messages)[i] : view.log->at(view.first + i);
+}
 
 class ReplySink {
  public:

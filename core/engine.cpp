@@ -59,6 +59,9 @@ Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies
       outboxToken_(outbox_),
       staged_(config.shards) {
   drained_.resize(kDrainBatch);
+  if (!config_.historyDir.empty()) {
+    history_ = std::make_unique<HistoryReader>(config_.historyDir, wakeup_);
+  }
   shards_.reserve(config_.shards);
   for (unsigned k = 0; k < config_.shards; ++k) {
     shards_.push_back(std::make_unique<Shard>(k, outbox_, wakeup_));
@@ -184,6 +187,17 @@ void Engine::replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, 
 void Engine::serveRead(const Command& command, uint64_t tag) {
   const auto& read = std::get<ReadEvents>(command.body);
   Seq oldest = log_.oldestSeq();
+  uint32_t limit = config_.readPageLimit;
+  if (read.maxCount != 0 && read.maxCount < limit) limit = read.maxCount;
+  if (read.fromSeq != 0 && read.fromSeq < oldest && history_) {
+    // Left memory, but not the journal: read there, off this thread.
+    history_->request(HistoryRequest{.tag = tag,
+                                     .commandId = command.id,
+                                     .from = read.fromSeq,
+                                     .maxCount = limit,
+                                     .maxBytes = config_.readPageBytes});
+    return;
+  }
   if (read.fromSeq != 0 && read.fromSeq < oldest) {
     ReplyView reply = reject(command, RejectReason::retentionExceeded,
                              "seq " + std::to_string(read.fromSeq) +
@@ -192,8 +206,6 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
     replies_.reply(tag, reply);
     return;
   }
-  uint32_t limit = config_.readPageLimit;
-  if (read.maxCount != 0 && read.maxCount < limit) limit = read.maxCount;
   Seq first = std::max(read.fromSeq, oldest);
   size_t count = first > log_.headSeq() ? 0 : std::min<Seq>(limit, log_.headSeq() - first + 1);
   // Bounded in bytes as well as in count, so that no read can make the
@@ -216,6 +228,31 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
                                 .headSeq = log_.headSeq(),
                                 .capped = capped,
                                 .serverId = serverId_});
+}
+
+size_t Engine::serveHistory() {
+  size_t n = 0;
+  while (auto page = history_->take()) {
+    ++n;
+    const HistoryRequest& r = page->request;
+    if (!page->error.empty()) {
+      scratchDetail_ =
+          "the journal could not be read from seq " + std::to_string(r.from) + ": " + page->error;
+      replies_.reply(r.tag, ReplyView{.commandId = r.commandId,
+                                      .status = ReplyStatus::rejected,
+                                      .reason = RejectReason::internalError,
+                                      .detail = scratchDetail_});
+      continue;
+    }
+    replies_.reply(r.tag, ReplyView{.commandId = r.commandId,
+                                    .status = ReplyStatus::events,
+                                    .messages = &page->messages,
+                                    .count = page->messages.size(),
+                                    .headSeq = log_.headSeq(),
+                                    .capped = page->capped,
+                                    .serverId = serverId_});
+  }
+  return n;
 }
 
 void Engine::prefetch(const Command& command) const {
@@ -314,7 +351,7 @@ void Engine::commit() {
 
 size_t Engine::poll() {
   assertOwner();
-  size_t total = 0;
+  size_t total = history_ && history_->pending() > 0 ? serveHistory() : 0;
   for (;;) {
     size_t n = outbox_.try_dequeue_bulk(outboxToken_, drained_.begin(), drained_.size());
     // Completions insert into the dedupe index: start those loads together.
@@ -332,7 +369,7 @@ bool Engine::prepareToSleep() {
   commit();
   wakeup_.arm();
   // Outcomes enqueued before the arm took effect did not notify: look.
-  if (outbox_.size_approx() == 0) return true;
+  if (outbox_.size_approx() == 0 && (!history_ || !history_->ready())) return true;
   wakeup_.disarm();
   return false;
 }
@@ -355,7 +392,7 @@ size_t Engine::wait(int timeoutMs) {
 }
 
 void Engine::drain() {
-  while (inFlight_ > 0 && failure().empty()) wait(-1);
+  while ((inFlight_ > 0 || (history_ && history_->pending() > 0)) && failure().empty()) wait(-1);
   commit();
 }
 

@@ -22,6 +22,7 @@
 #include "core/egress.h"
 #include "core/event_codec.h"
 #include "core/event_log.h"
+#include "core/journal_history.h"
 #include "core/pending_gate.h"
 #include "core/shard.h"
 #include "core/shard_router.h"
@@ -44,6 +45,9 @@ struct EngineConfig {
   // at 1 when the server restarts, and a subscriber tells the new stream
   // from the old one by this id. 0: a random one (never 0) at construction.
   uint64_t serverId = 0;
+  // The journal's directory, if there is one: ReadEvents before the
+  // retention are then read from it, on a thread of their own.
+  std::string historyDir;
 };
 
 // A random 64-bit server id, never 0.
@@ -165,6 +169,8 @@ class Engine {
   ReplyView rejectNow(const Command& command, RejectReason reason, std::string detail);
   void replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, uint64_t tag);
   void serveRead(const Command& command, uint64_t tag);
+  // Replies with the pages the history reader has finished; returns how many.
+  size_t serveHistory();
   void assertOwner() const;
 
   EngineConfig config_;
@@ -191,6 +197,7 @@ class Engine {
   std::vector<ShardOutcome> drained_;
   std::vector<std::vector<ShardTask>> staged_;  // by shard, until commit()
   bool anyStaged_ = false;
+  std::unique_ptr<HistoryReader> history_;      // with a journal
   std::vector<std::unique_ptr<Shard>> shards_;  // last: stops before the rest goes
 };
 

@@ -137,37 +137,6 @@ std::system_error systemError(const std::string& what) {
   return std::system_error(errno, std::generic_category(), what);
 }
 
-// A file mapped read-only.
-struct Mapped {
-  explicit Mapped(const fs::path& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw systemError("cannot open " + path.string());
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      ::close(fd);
-      throw systemError("cannot stat " + path.string());
-    }
-    size = static_cast<size_t>(st.st_size);
-    if (size > 0) {
-      void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        throw systemError("cannot map " + path.string());
-      }
-      ::madvise(p, size, MADV_SEQUENTIAL);
-      data = static_cast<const kj::byte*>(p);
-    }
-    ::close(fd);
-  }
-  ~Mapped() {
-    if (data) ::munmap(const_cast<kj::byte*>(data), size);
-  }
-  Mapped(const Mapped&) = delete;
-  Mapped& operator=(const Mapped&) = delete;
-  const kj::byte* data = nullptr;
-  size_t size = 0;
-};
-
 void fsyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw systemError("cannot open " + dir);
@@ -222,6 +191,39 @@ bool parseHeader(kj::ArrayPtr<const kj::byte> bytes, SegmentScan& scan) {
 
 }  // namespace
 
+uint32_t goodRecordLength(const kj::byte* p, size_t left) {
+  return checkRecord(p, left, nullptr);
+}
+
+MappedFile::MappedFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw systemError("cannot open " + path);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int error = errno;
+    ::close(fd);
+    errno = error;
+    throw systemError("cannot stat " + path);
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int error = errno;
+      ::close(fd);
+      errno = error;
+      throw systemError("cannot map " + path);
+    }
+    ::madvise(p, size_, MADV_SEQUENTIAL);
+    data_ = static_cast<const kj::byte*>(p);
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<kj::byte*>(data_), size_);
+}
+
 SegmentScan scanSegment(kj::ArrayPtr<const kj::byte> bytes, const JournalVisitor& visit) {
   SegmentScan scan;
   const kj::byte* base = bytes.begin();
@@ -255,12 +257,12 @@ JournalContents readJournal(const std::string& dir, const JournalVisitor& visit)
   for (size_t i = 0; i < segments.size(); ++i) {
     const auto& [named, path] = segments[i];
     const bool newest = i + 1 == segments.size();
-    Mapped file(path);
+    MappedFile file(path.string());
     // Records are read in place: the mapping is page-aligned and records
     // 8-byte aligned, as Cap'n Proto wants.
     Seq expected = out.headSeq + 1;
     SegmentScan header;
-    if (parseHeader({file.data, file.size}, header)) {
+    if (parseHeader({file.data(), file.size()}, header)) {
       if (header.firstSeq != named) {
         throw JournalCorrupt(path.string(), 24,
                              "the header says first seq " + std::to_string(header.firstSeq) +
@@ -280,11 +282,13 @@ JournalContents readJournal(const std::string& dir, const JournalVisitor& visit)
     uint64_t offset = 0;
     SegmentScan scan;
     try {
-      scan = scanSegment({file.data, file.size}, [&](Seq seq, kj::ArrayPtr<const capnp::word> m) {
-        offset = static_cast<uint64_t>(reinterpret_cast<const kj::byte*>(m.begin()) - file.data) -
-                 F::kRecordHeaderBytes;
-        visit(seq, m);
-      });
+      scan =
+          scanSegment({file.data(), file.size()}, [&](Seq seq, kj::ArrayPtr<const capnp::word> m) {
+            offset =
+                static_cast<uint64_t>(reinterpret_cast<const kj::byte*>(m.begin()) - file.data()) -
+                F::kRecordHeaderBytes;
+            visit(seq, m);
+          });
     } catch (const JournalCorrupt&) {
       throw;
     } catch (const std::exception& e) {

@@ -77,6 +77,26 @@ struct JournalFormat {
   static constexpr uint32_t kMaxRecordBytes = 64u << 20;  // far above any event
 };
 
+// The message length of the whole record at `p` (with `left` bytes from p
+// to the end) if its checksum holds, else 0.
+uint32_t goodRecordLength(const kj::byte* p, size_t left);
+
+// A file mapped read-only, as recovery and the history reader read
+// segments: page-aligned, so records are read in place.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);  // throws std::system_error
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const kj::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const kj::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // What readJournal found.
 struct JournalContents {
   uint64_t serverId = 0;  // 0: no segment yet

@@ -184,7 +184,8 @@ void recover(shop::Journal& journal, shop::Engine& engine) {
                 "%s: recovered %llu events (%zu segment%s, %.1f MB) in %.2f s; head seq %llu; "
                 "fsync %s",
                 config.dir.c_str(), static_cast<unsigned long long>(contents.headSeq),
-                contents.segments, contents.segments == 1 ? "" : "s", static_cast<double>(contents.bytes) / 1e6, seconds,
+                contents.segments, contents.segments == 1 ? "" : "s",
+                static_cast<double>(contents.bytes) / 1e6, seconds,
                 static_cast<unsigned long long>(contents.headSeq), shop::name(config.fsync));
 }
 
@@ -226,6 +227,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<shop::Journal> journal;
     if (!options.journal.dir.empty()) journal = std::make_unique<shop::Journal>(options.journal);
     options.server.journal = journal.get();
+    options.engine.historyDir = options.journal.dir;  // ReadEvents beyond memory
     shop::bus::Server server(context, options.server);
     shop::Engine engine(options.engine, server, server);
     if (journal) {

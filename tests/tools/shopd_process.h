@@ -9,19 +9,29 @@
 
 namespace shop::testkit {
 
-// Waits for shopd's "serving" line and returns one of its endpoints:
-// `which` is "commands" or "events".
-inline std::string endpointOf(Process& shopd, const std::string& which = "commands") {
+struct ShopdEndpoints {
+  std::string commands;
+  std::string events;
+};
+
+// Waits for shopd's "serving" line and returns both endpoints from it.
+inline ShopdEndpoints endpointsOf(Process& shopd) {
   std::string line = shopd.waitForStderrLine("serving commands on", 30'000);
   // "... serving commands on <endpoint>, events on <endpoint> (...)"
-  const std::string marker = which + " on ";
-  size_t at = line.find(marker);
-  REQUIRE(at != std::string::npos);
-  size_t begin = at + marker.size();
-  size_t end = line.find_first_of(", ", begin);
-  std::string endpoint = line.substr(begin, end - begin);
-  REQUIRE(endpoint.starts_with("tcp://127.0.0.1:"));
-  return endpoint;
+  auto after = [&line](const std::string& marker) {
+    size_t at = line.find(marker);
+    REQUIRE(at != std::string::npos);
+    size_t begin = at + marker.size();
+    std::string endpoint = line.substr(begin, line.find_first_of(", ", begin) - begin);
+    REQUIRE(endpoint.starts_with("tcp://127.0.0.1:"));
+    return endpoint;
+  };
+  return {after("commands on "), after("events on ")};
+}
+
+// The same, the commands endpoint alone.
+inline std::string endpointOf(Process& shopd) {
+  return endpointsOf(shopd).commands;
 }
 
 }  // namespace shop::testkit

@@ -38,7 +38,7 @@ struct Shopctl {
 };
 
 std::string commandsEndpointOf(Process& shopd) {
-  return testkit::endpointOf(shopd, "commands");
+  return testkit::endpointOf(shopd);
 }
 
 }  // namespace
