@@ -18,18 +18,22 @@ uint64_t hashOf(std::string_view id) {
 
 }  // namespace
 
-uint32_t Customers::indexOf(std::string_view id) const {
-  if (slots_.empty()) return kNoRow;
-  uint64_t hash = hashOf(id);
+template <typename Match>
+uint32_t Customers::probe(uint64_t hash, Match match) const {
   size_t mask = slots_.size() - 1;
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
     uint64_t slot = slots_[i];
     if (slot == 0) return kNoRow;
     if ((slot >> 32) == (hash >> 32)) {
       auto row = static_cast<uint32_t>(slot) - 1;
-      if (rows_[row].id == id) return row;
+      if (match(row)) return row;
     }
   }
+}
+
+uint32_t Customers::indexOf(std::string_view id) const {
+  if (slots_.empty()) return kNoRow;
+  return probe(hashOf(id), [&](uint32_t row) { return rows_[row].id == id; });
 }
 
 void Customers::prefetchSlot(std::string_view id) const {
@@ -39,17 +43,10 @@ void Customers::prefetchSlot(std::string_view id) const {
 
 uint32_t Customers::prefetchRow(std::string_view id) const {
   if (slots_.empty() || id.empty()) return kNoRow;
-  uint64_t hash = hashOf(id);
-  size_t mask = slots_.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    uint64_t slot = slots_[i];
-    if (slot == 0) return kNoRow;
-    if ((slot >> 32) == (hash >> 32)) {
-      auto row = static_cast<uint32_t>(slot) - 1;
-      __builtin_prefetch(&rows_[row]);
-      return row;
-    }
-  }
+  // The first row whose hash matches: reading its id would wait for the row.
+  uint32_t row = probe(hashOf(id), [](uint32_t) { return true; });
+  if (row != kNoRow) __builtin_prefetch(&rows_[row]);
+  return row;
 }
 
 const CustomerRow* Customers::find(std::string_view id) const {

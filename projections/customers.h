@@ -81,6 +81,9 @@ class Customers final : public ReadModel {
   void onReset() override;
 
  private:
+  // The first row in `hash`'s probe sequence for which match(row) holds.
+  template <typename Match>
+  uint32_t probe(uint64_t hash, Match match) const;
   void insertIndex(uint32_t row, uint64_t hash);
   void sortIndex();
 
