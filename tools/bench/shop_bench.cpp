@@ -26,6 +26,7 @@
 #include "bus/subscriber.h"
 #include "core/engine.h"
 #include "tools/bench/abuse.h"
+#include "tools/bench/durability.h"
 #include "tools/bench/load.h"
 #include "tools/bench/projections.h"
 #include "tools/bench/report.h"
@@ -39,9 +40,11 @@ namespace {
 
 constexpr const char* kUsage =
     R"(usage: shop-bench [--quick] [--json FILE] [--scenarios LIST] [--connections K] [--window W]
+                  [--journal-dir DIR]
 
 Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
-fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections.
+fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections,
+journal.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -92,6 +95,15 @@ fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections.
                 over /api/health (read before the head, so a sample can only
                 overstate it), p99 in events and in ms at that rate
 
+  journal    1. the device's raw fdatasync rate (4 KiB appended before each);
+             2. four shopd processes, in memory and --journal with --fsync
+                always, interval and never (4 MiB segments): the e2e mix at
+                4 x 32, interleaved, 3 rounds (--quick: 1); medians, each mode
+                / in memory, and commands per fdatasync from shopd's stop log;
+             3. replay in-process: a journal of 10M events (--quick: 1M; 1M
+                customers, --quick: 100k) read and checked, then recovered
+                into an engine: events/s and seconds (no snapshots yet)
+
   --quick          every scenario short (about 45 s in all on 2 cores): 1 s
                    rounds, shopd --retention 100000 --dedupe-window 100000 so
                    the fill is 100k commands (full run: shopd's defaults, 1M),
@@ -103,6 +115,8 @@ fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections.
   --connections K  the headline configuration for echo/e2e/fanout and
                    slow-subscriber (default 2)
   --window W       requests in flight per connection (default 16)
+  --journal-dir DIR  where the journal scenario writes (default: a temporary
+                   directory in the current one; /tmp may be memory)
   -h, --help       this text
   --version        print the version
 
@@ -117,6 +131,7 @@ struct Options {
   std::set<std::string> only;
   int connections = 2;
   int window = 16;
+  std::string journalDir;
   bool runs(const std::string& s) const { return only.empty() || only.count(s); }
   // Measured rounds. CPU is read in 10 ms clock ticks: 5 s rounds resolve a
   // busy thread to 0.2 %, --quick's 1 s rounds to 1 %.
@@ -769,8 +784,9 @@ Options parse(int argc, char** argv) {
         static const std::map<std::string, std::vector<std::string>> groups = {
             {"abuse", {"churn", "never-reading", "raw-tcp"}}};
         static const std::set<std::string> known = {
-            "echo",  "e2e",           "engine",  "isolation",       "scale", "fanout",
-            "churn", "never-reading", "raw-tcp", "slow-subscriber", "curve", "projections"};
+            "echo",   "e2e",         "engine",        "isolation", "scale",
+            "fanout", "churn",       "never-reading", "raw-tcp",   "slow-subscriber",
+            "curve",  "projections", "journal"};
         if (auto group = groups.find(s); group != groups.end()) {
           o.only.insert(group->second.begin(), group->second.end());
         } else if (known.count(s)) {
@@ -783,6 +799,8 @@ Options parse(int argc, char** argv) {
       o.connections = static_cast<int>(cli::unsignedValue(a, cli::value(argc, argv, i), 1, 64));
     } else if (a == "--window") {
       o.window = static_cast<int>(cli::unsignedValue(a, cli::value(argc, argv, i), 1, 4096));
+    } else if (a == "--journal-dir") {
+      o.journalDir = cli::value(argc, argv, i);
     } else {
       throw cli::UsageError("unknown option '" + a + "'");
     }
@@ -823,6 +841,10 @@ int main(int argc, char** argv) {
     if (o.runs("slow-subscriber")) runSlowSubscriber(abuse, report);
     if (o.runs("projections")) {
       runProjections({o.quick, o.connections, o.window, o.seconds()}, report);
+    }
+    if (o.runs("journal")) {
+      // 4 x 32, the configuration the durability targets are stated for.
+      runDurability({o.quick, 4, 32, o.seconds(), o.journalDir}, report);
     }
     if (!o.json.empty()) writeJson(o.json, o, report);
     std::printf("\nratios:");
