@@ -5,6 +5,7 @@
 // malformed ones, and multi-frame inputs that play a short story. The ids
 // they name (alice, bob, apple, banana, tv) are the fuzz_command fixtures.
 // catalog/seed-*: catalog/default.json and edge cases around it.
+// journal/seed-*: journal segments, written by the real Journal.
 //
 // Only seed-* files are (re)written; what fuzzing added stays. Run by hand
 // after changing the schema or the fixtures, not in CI.
@@ -19,7 +20,11 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "bus/codec.h"
+#include "core/event_codec.h"
+#include "core/journal.h"
 #include "fuzz/harness.h"
 
 namespace shop::fuzz {
@@ -205,20 +210,70 @@ void writeCatalogs(const fs::path& dir, const fs::path& defaultCatalog) {
   std::printf("%zu catalog seeds in %s\n", seeds.size(), dir.c_str());
 }
 
+// journal/seed-*: segments the real writer wrote: a header alone, one
+// record, many, one of each event kind, and a torn tail.
+void writeJournals(const fs::path& dir) {
+  auto segment = [](const std::vector<EventBody>& bodies, size_t cut) {
+    fs::path tmp = fs::temp_directory_path() / ("shop-fuzz-journal-" + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    {
+      Journal journal(JournalConfig{.dir = tmp.string(), .fsync = FsyncMode::never});
+      journal.recover([](Seq, kj::ArrayPtr<const capnp::word>) {});
+      journal.start(0x5eed5eed5eed5eed, 1);
+      EventLog log(1024);
+      EventEncoder encoder;
+      Seq seq = 0;
+      for (const auto& body : bodies) {
+        ++seq;
+        journal.append(
+            encoder.append(Event{seq, 1'800'000'000'000'000'000, seedId(seq), body}, log));
+      }
+      if (journal.commit() != 0) journal.waitDurable(journal.committed());
+    }
+    std::ifstream in(tmp / "00000000000000000001.journal", std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    fs::remove_all(tmp);
+    std::string out = bytes.str();
+    return out.substr(0, out.size() - std::min(cut, out.size()));
+  };
+  const std::vector<EventBody> kinds = {
+      ProductAdded{"apple", 150, 10},
+      CustomerCreated{"alice", 1000},
+      FundsDeposited{"alice", 500, 1500},
+      ProductBought{"alice", "apple", 2, 150, 1200},
+      ProductReturned{"alice", "apple", 1, 150, 1350},
+      ProductRestocked{"apple", 5, 14},
+      OperationRejected{RejectReason::insufficientFunds, CommandKind::buyProduct, "alice", "apple",
+                        "costs 1500, balance is 1350"}};
+  std::vector<EventBody> many;
+  for (int i = 0; i < 40; ++i) many.push_back(FundsDeposited{"bob", i + 1, 100 + i});
+  const std::vector<std::pair<const char*, std::string>> seeds = {
+      {"header-only", segment({}, 0)},   {"one-record", segment({kinds[1]}, 0)},
+      {"every-kind", segment(kinds, 0)}, {"many", segment(many, 0)},
+      {"torn-tail", segment(kinds, 13)},
+  };
+  for (const auto& [name, bytes] : seeds) write(dir / (std::string("seed-") + name), bytes);
+  std::printf("%zu journal seeds in %s\n", seeds.size(), dir.c_str());
+}
+
 }  // namespace
 }  // namespace shop::fuzz
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s CORPUS_DIR  (writes CORPUS_DIR/command and /catalog seeds)\n",
+    std::fprintf(stderr,
+                 "usage: %s CORPUS_DIR  (writes CORPUS_DIR/command, /catalog and /journal seeds)\n",
                  argv[0]);
     return 2;
   }
   fs::path root = argv[1];
   fs::create_directories(root / "command");
   fs::create_directories(root / "catalog");
+  fs::create_directories(root / "journal");
   shop::fuzz::writeCommands(root / "command");
   shop::fuzz::writeCatalogs(root / "catalog", SHOP_DEFAULT_CATALOG);
+  shop::fuzz::writeJournals(root / "journal");
   return 0;
 }
