@@ -92,20 +92,13 @@ void runModes(const DurabilityOptions& o, const std::string& dir, Report& report
              r + 1, rounds, o.connections, o.window);
     for (auto& m : modes) m.rounds.push_back(measure(m.server->commands, spec, framesOfConnection));
   }
-  auto median = [](std::vector<Figures> v, auto field) {
-    std::sort(v.begin(), v.end(),
-              [&](const Figures& a, const Figures& b) { return field(a) < field(b); });
-    return field(v[v.size() / 2]);
-  };
-  auto throughput = [](const Figures& f) { return f.throughput; };
-  auto p99 = [](const Figures& f) { return f.latency.p99Us; };
-  const double base = median(modes[0].rounds, throughput);
+  const double base = medianOf(modes[0].rounds, throughputOf);
   printHeader("journal (the e2e mix, in memory and under each --fsync mode, interleaved; medians)");
   for (auto& m : modes) {
     std::string key = m.flags.empty() ? "memory" : std::string("fsync_") + m.name;
-    double t = median(m.rounds, throughput);
+    double t = medianOf(m.rounds, throughputOf);
     report.set("journal", key + "_commands_per_s", t);
-    report.set("journal", key + "_p99_us", median(m.rounds, p99));
+    report.set("journal", key + "_p99_us", medianOf(m.rounds, p99Of));
     std::string note;
     if (!m.flags.empty()) {
       report.set("journal", key + "_ratio", t / base);

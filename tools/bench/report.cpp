@@ -1,10 +1,18 @@
 #include "tools/bench/report.h"
 
+#include <algorithm>
+
 namespace shop::bench {
 
 void printRow(const char* name, const Figures& f, const std::string& note) {
   std::printf("  %-34s %12.0f %10.1f %10.1f %10.1f  %s\n", name, f.throughput, f.latency.p50Us,
               f.latency.p99Us, f.latency.p999Us, note.c_str());
+}
+
+double medianOf(std::vector<Figures> rounds, double (*field)(const Figures&)) {
+  std::sort(rounds.begin(), rounds.end(),
+            [field](const Figures& a, const Figures& b) { return field(a) < field(b); });
+  return field(rounds[rounds.size() / 2]);
 }
 
 void printHeader(const char* title) {

@@ -35,6 +35,15 @@ struct Figures {
   LatencySummary latency;
 };
 
+// The median over rounds of one figure, e.g. [](const Figures& f) { return f.throughput; }.
+double medianOf(std::vector<Figures> rounds, double (*field)(const Figures&));
+inline double throughputOf(const Figures& f) {
+  return f.throughput;
+}
+inline double p99Of(const Figures& f) {
+  return f.latency.p99Us;
+}
+
 void printRow(const char* name, const Figures& f, const std::string& note = "");
 void printHeader(const char* title);
 // `prefix` + commands_per_s, p50_us, p99_us, p999_us.

@@ -654,19 +654,13 @@ void runCurve(const Options& o, Report& report) {
   curved->stop(report);
   std::filesystem::remove_all(dir);
 
-  auto median = [](std::vector<Figures> v, auto field) {
-    std::sort(v.begin(), v.end(),
-              [&](const Figures& a, const Figures& b) { return field(a) < field(b); });
-    return field(v[v.size() / 2]);
-  };
-  auto throughput = [](const Figures& f) { return f.throughput; };
-  auto p99 = [](const Figures& f) { return f.latency.p99Us; };
-  report.set("curve", "plain_commands_per_s", median(off, throughput));
-  report.set("curve", "curve_commands_per_s", median(on, throughput));
-  report.set("curve", "plain_p99_us", median(off, p99));
-  report.set("curve", "curve_p99_us", median(on, p99));
-  report.ratios["curve_vs_plain_throughput"] = median(on, throughput) / median(off, throughput);
-  report.ratios["curve_vs_plain_p99"] = median(on, p99) / median(off, p99);
+  report.set("curve", "plain_commands_per_s", medianOf(off, throughputOf));
+  report.set("curve", "curve_commands_per_s", medianOf(on, throughputOf));
+  report.set("curve", "plain_p99_us", medianOf(off, p99Of));
+  report.set("curve", "curve_p99_us", medianOf(on, p99Of));
+  report.ratios["curve_vs_plain_throughput"] =
+      medianOf(on, throughputOf) / medianOf(off, throughputOf);
+  report.ratios["curve_vs_plain_p99"] = medianOf(on, p99Of) / medianOf(off, p99Of);
   printHeader("curve (the e2e mix, plain and with CURVE, interleaved; medians)");
   printRow("plain", off[off.size() / 2]);
   printRow("CURVE", on[on.size() / 2],
