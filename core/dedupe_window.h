@@ -58,6 +58,10 @@ class DedupeWindow {
   void remember(const CommandId& id, const DedupeOutcome& outcome);
 
   size_t size() const { return completedCount_; }
+  // The seq of the oldest outcome remembered (0: none). Outcomes are
+  // remembered in seq order, so a replay of the log from this seq on
+  // rebuilds the window.
+  Seq oldestSeq() const { return completedCount_ ? ring_[ringStart_].outcome.seq : 0; }
   size_t capacity() const { return capacity_; }
   size_t inFlight() const { return inFlightUsed_; }
 

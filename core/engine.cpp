@@ -58,6 +58,10 @@ Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies
       log_(config.retention),
       outboxToken_(outbox_),
       staged_(config.shards) {
+  if (config_.snapshots && config_.snapshots->config().every > 0) {
+    nextSnapshotAt_ = config_.snapshots->config().every;
+    deferred_.resize(config_.shards);
+  }
   drained_.resize(kDrainBatch);
   if (!config_.historyDir.empty()) {
     history_ = std::make_unique<HistoryReader>(config_.historyDir, wakeup_);
@@ -93,6 +97,10 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
                      ? encoder_.append(encoded, scratchEvent_.timestampNs, log_)
                      : encoder_.append(scratchEvent_, log_);
   events_.append(PublishedEvent{scratchEvent_, message});
+  if (nextSnapshotAt_ != 0 && scratchEvent_.seq >= nextSnapshotAt_ && !barrier_ &&
+      !config_.snapshots->busy()) {
+    barrier_ = true;  // commit() takes the cut once the operations in flight finish
+  }
   return message;
 }
 
@@ -189,14 +197,10 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
   Seq oldest = log_.oldestSeq();
   uint32_t limit = config_.readPageLimit;
   if (read.maxCount != 0 && read.maxCount < limit) limit = read.maxCount;
-  if (read.fromSeq != 0 && read.fromSeq < oldest && history_) {
-    // Left memory, but not the journal: read there, off this thread.
-    history_->request(HistoryRequest{.tag = tag,
-                                     .commandId = command.id,
-                                     .from = read.fromSeq,
-                                     .maxCount = limit,
-                                     .maxBytes = config_.readPageBytes});
-    return;
+  if (history_) {
+    // Snapshots may have let the journal's oldest segments go.
+    Seq journalStart = config_.snapshots ? config_.snapshots->journalStart() : 0;
+    oldest = std::min(oldest, std::max<Seq>(journalStart, 1));
   }
   if (read.fromSeq != 0 && read.fromSeq < oldest) {
     ReplyView reply = reject(command, RejectReason::retentionExceeded,
@@ -206,7 +210,16 @@ void Engine::serveRead(const Command& command, uint64_t tag) {
     replies_.reply(tag, reply);
     return;
   }
-  Seq first = std::max(read.fromSeq, oldest);
+  if (read.fromSeq != 0 && read.fromSeq < log_.oldestSeq()) {
+    // Left memory, but not the journal: read there, off this thread.
+    history_->request(HistoryRequest{.tag = tag,
+                                     .commandId = command.id,
+                                     .from = read.fromSeq,
+                                     .maxCount = limit,
+                                     .maxBytes = config_.readPageBytes});
+    return;
+  }
+  Seq first = std::max(read.fromSeq, log_.oldestSeq());
   size_t count = first > log_.headSeq() ? 0 : std::min<Seq>(limit, log_.headSeq() - first + 1);
   // Bounded in bytes as well as in count, so that no read can make the
   // socket thread build (and a client queue) more than about a MiB.
@@ -235,6 +248,17 @@ size_t Engine::serveHistory() {
   while (auto page = history_->take()) {
     ++n;
     const HistoryRequest& r = page->request;
+    if (page->gone) {
+      Seq oldest = config_.snapshots ? config_.snapshots->journalStart() : log_.oldestSeq();
+      scratchDetail_ = "seq " + std::to_string(r.from) + " is no longer retained; the oldest is " +
+                       std::to_string(oldest);
+      replies_.reply(r.tag, ReplyView{.commandId = r.commandId,
+                                      .status = ReplyStatus::rejected,
+                                      .reason = RejectReason::retentionExceeded,
+                                      .detail = scratchDetail_,
+                                      .oldestSeq = oldest});
+      continue;
+    }
     if (!page->error.empty()) {
       scratchDetail_ =
           "the journal could not be read from seq " + std::to_string(r.from) + ": " + page->error;
@@ -331,7 +355,7 @@ void Engine::submit(Command command, uint64_t tag) {
   bool atProduct =
       op.step == Step::reserve || kind == CommandKind::addProduct || kind == CommandKind::restock;
   unsigned shard = atProduct ? shardOfProduct(cmd.product()) : shardOfCustomer(cmd.customer());
-  stage(shard, ShardTask{.step = op.step, .op = index, .command = &cmd});
+  dispatch(shard, ShardTask{.step = op.step, .op = index, .command = &cmd});
 }
 
 void Engine::stage(unsigned shard, ShardTask task) {
@@ -339,7 +363,43 @@ void Engine::stage(unsigned shard, ShardTask task) {
   anyStaged_ = true;
 }
 
+void Engine::dispatch(unsigned shard, ShardTask task) {
+  if (!barrier_) {
+    stage(shard, std::move(task));
+    return;
+  }
+  deferred_[shard].push_back(std::move(task));
+  ++deferredOps_;
+}
+
+void Engine::checkpoint() {
+  // Nothing is in flight at a shard: every operation admitted before the
+  // barrier has published its event, and the stock of failed buys and of
+  // returns was staged back ahead of this task. So each shard's aggregates
+  // at this task are the fold of the log up to its head.
+  auto job = std::make_unique<SnapshotWriter::Job>();
+  Seq seq = log_.headSeq();
+  // The journal must keep what rebuilds the retention and the dedupe window.
+  Seq replayFrom = seq >= log_.retention() ? seq - log_.retention() + 1 : 1;
+  if (Seq oldest = dedupe_.oldestSeq(); oldest != 0) replayFrom = std::min(replayFrom, oldest);
+  job->info = SnapshotInfo{.seq = seq, .serverId = serverId_, .replayFrom = replayFrom};
+  job->parts.resize(shards_.size());
+  for (unsigned k = 0; k < shards_.size(); ++k) {
+    job->futures.push_back(job->parts[k].get_future());
+    stage(k, ShardTask{.step = Step::checkpoint, .partOut = &job->parts[k]});
+  }
+  for (unsigned k = 0; k < shards_.size(); ++k) {
+    for (auto& task : deferred_[k]) stage(k, std::move(task));
+    deferred_[k].clear();
+  }
+  deferredOps_ = 0;
+  barrier_ = false;
+  nextSnapshotAt_ = seq + config_.snapshots->config().every;
+  config_.snapshots->submit(std::move(job));
+}
+
 void Engine::commit() {
+  if (barrier_ && inFlight_ == deferredOps_) checkpoint();
   if (anyStaged_) {
     for (size_t k = 0; k < staged_.size(); ++k) {
       if (!staged_[k].empty()) shards_[k]->submitBulk(staged_[k]);
@@ -475,7 +535,9 @@ void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
   }
   auto stored = log_.append(message.size());
   std::copy(message.begin(), message.end(), stored.begin());
-  foldStock(event.body);
+  // Up to the snapshot's seq, its aggregates already hold the event.
+  const bool folded = event.seq <= restoredSeq_;
+  if (!folded) foldStock(event.body);
 
   // The window as the live run left it: the same outcomes, remembered in
   // the same (seq) order, so the same ones were evicted. A forbidden
@@ -491,6 +553,7 @@ void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
     dedupe_.remember(event.commandId, {event.seq, ReplyStatus::accepted});
   }
 
+  if (folded) return;
   if (recovering_.empty()) recovering_.resize(shards_.size());
   if (auto c = event.customer(); !c.empty()) {
     auto& customers = recovering_[shardOfCustomer(c)].customers;
@@ -504,6 +567,37 @@ void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
     if (it == products.end()) it = products.emplace(std::string(p), Product{}).first;
     applyToProduct(it->second, event.body);
   }
+}
+
+SnapshotInfo Engine::restoreSnapshot(const std::string& path) {
+  assertOwner();
+  SHOP_CHECK(log_.headSeq() == 0 && recovering_.empty(), "restoreSnapshot after recover()");
+  // Into a copy first: a snapshot that fails to read leaves nothing behind.
+  struct Into : SnapshotVisitor {
+    Engine& engine;
+    std::vector<ShardState> shards;
+    decltype(Engine::stockBySeq_) stock;
+    explicit Into(Engine& e) : engine(e), shards(e.shards_.size()) {}
+    void customer(std::string_view id, Customer&& c) override {
+      auto& map = shards[engine.shardOfCustomer(id)].customers;
+      if (!map.emplace(std::string(id), std::move(c)).second) {
+        throw SnapshotCorrupt("customer " + displayId(id) + " appears twice");
+      }
+    }
+    void product(std::string_view id, Product&& p) override {
+      if (!stock.emplace(std::string(id), p.stock).second) {
+        throw SnapshotCorrupt("product " + displayId(id) + " appears twice");
+      }
+      shards[engine.shardOfProduct(id)].products.emplace(std::string(id), std::move(p));
+    }
+  } into(*this);
+  SnapshotInfo info = readSnapshotFile(path, &into);
+  recovering_ = std::move(into.shards);
+  stockBySeq_ = std::move(into.stock);
+  restoredSeq_ = info.seq;
+  log_.startAfter(info.replayFrom - 1);
+  if (nextSnapshotAt_ != 0) nextSnapshotAt_ = info.seq + config_.snapshots->config().every;
+  return info;
 }
 
 void Engine::finishRecovery(uint64_t serverId) {

@@ -26,6 +26,7 @@
 #include "core/pending_gate.h"
 #include "core/shard.h"
 #include "core/shard_router.h"
+#include "core/snapshot.h"
 #include "core/wakeup.h"
 
 namespace shop {
@@ -48,6 +49,9 @@ struct EngineConfig {
   // The journal's directory, if there is one: ReadEvents before the
   // retention are then read from it, on a thread of their own.
   std::string historyDir;
+  // With a journal: the thread that writes snapshots, and how often (its
+  // config().every). Null: no snapshots.
+  SnapshotWriter* snapshots = nullptr;
 };
 
 // A random 64-bit server id, never 0.
@@ -103,6 +107,8 @@ class Engine {
   int wakeFd() const { return wakeup_.fd(); }
 
   size_t inFlight() const { return inFlight_; }
+  // ReadEvents being served from the journal, on the history thread.
+  size_t historyPending() const { return history_ ? history_->pending() : 0; }
   const EventLog& log() const { return log_; }
   const PendingGate& gate() const { return gate_; }
   const DedupeWindow& dedupe() const { return dedupe_; }
@@ -125,6 +131,11 @@ class Engine {
   // Never reads the clock. Throws std::runtime_error when the message is
   // not that event.
   void recover(kj::ArrayPtr<const capnp::word> message);
+  // Recovery from a snapshot, before any recover(): takes its aggregates
+  // (all or nothing; throws SnapshotCorrupt) and returns its info. The log
+  // then starts at info.replayFrom, and recover() of the events up to
+  // info.seq rebuilds only the log and the dedupe window.
+  SnapshotInfo restoreSnapshot(const std::string& path);
   // Ends recovery: the shards take the recovered aggregates, and the
   // engine takes the journal's server id (0: keep its own).
   void finishRecovery(uint64_t serverId);
@@ -153,6 +164,12 @@ class Engine {
   };
 
   void stage(unsigned shard, ShardTask task);
+  // Stages a new operation's first task, or holds it back while a snapshot
+  // waits for the operations before it to finish.
+  void dispatch(unsigned shard, ShardTask task);
+  // The snapshot cut: every shard encodes its aggregates, then the held-back
+  // operations go.
+  void checkpoint();
   void onOutcome(ShardOutcome& outcome);
   void finish(uint32_t index, const ReplyView& reply, const DedupeOutcome& outcome);
   // Sequences, encodes and logs one event, and hands it to the EventSink.
@@ -186,8 +203,15 @@ class Engine {
   // Each product's stock as a replay of the log up to the head gives it.
   std::unordered_map<std::string, Quantity, StringHash, std::equal_to<>> stockBySeq_;
   std::vector<ShardState> recovering_;  // by shard, until finishRecovery()
-  Event scratchEvent_;                  // reused by publish(): its strings keep their capacity
-  std::string scratchDetail_;           // reused for details rebuilt from the window
+  Seq restoredSeq_ = 0;                 // the snapshot recovery started from
+  // Snapshots: due at nextSnapshotAt_; while barrier_ is up, new operations
+  // wait in deferred_ (by shard) for the ones in flight to finish.
+  Seq nextSnapshotAt_ = 0;
+  bool barrier_ = false;
+  std::vector<std::vector<ShardTask>> deferred_;
+  size_t deferredOps_ = 0;
+  Event scratchEvent_;         // reused by publish(): its strings keep their capacity
+  std::string scratchDetail_;  // reused for details rebuilt from the window
   Wakeup wakeup_;
   OutcomeQueue outbox_;
   moodycamel::ConsumerToken outboxToken_;

@@ -60,4 +60,9 @@ kj::ArrayPtr<const capnp::word> EventLog::at(Seq seq) const {
   return kj::arrayPtr(chunks_[s.chunk].words.get() + s.offset, s.words);
 }
 
+void EventLog::startAfter(Seq head) {
+  SHOP_CHECK(head_ == 0 && size_ == 0, "EventLog::startAfter on a log that holds events");
+  head_ = head;
+}
+
 }  // namespace shop

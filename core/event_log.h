@@ -35,6 +35,10 @@ class EventLog {
   // all of it before the next call. Valid until that seq leaves retention.
   kj::ArrayPtr<capnp::word> append(size_t words);
 
+  // Before the first append: the log's first seq is head + 1 (recovery
+  // from a snapshot reads the journal from there).
+  void startAfter(Seq head);
+
   Seq headSeq() const { return head_; }
   // The oldest seq still readable, or headSeq()+1 when nothing is retained.
   Seq oldestSeq() const { return head_ - size_ + 1; }

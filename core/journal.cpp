@@ -57,60 +57,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using F = JournalFormat;
-
-uint32_t getU32(const kj::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t getU64(const kj::byte* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-void putU32(kj::byte* p, uint32_t v) {
-  std::memcpy(p, &v, 4);
-}
-void putU64(kj::byte* p, uint64_t v) {
-  std::memcpy(p, &v, 8);
-}
+using namespace records;
 
 std::array<kj::byte, F::kHeaderBytes> encodeHeader(uint64_t serverId, Seq firstSeq) {
-  std::array<kj::byte, F::kHeaderBytes> h{};
-  std::memcpy(h.data(), F::kMagic, 8);
-  putU32(h.data() + 8, F::kVersion);
-  putU64(h.data() + 16, serverId);
-  putU64(h.data() + 24, firstSeq);
-  putU32(h.data() + 12, crc32c(h.data(), h.size()));
-  return h;
-}
-
-// The record at `p` (with `left` bytes from p to the end) if it is whole
-// and its checksum holds: its message length; else 0 and why.
-uint32_t checkRecord(const kj::byte* p, size_t left, std::string* why) {
-  if (left < F::kRecordHeaderBytes) {
-    if (why) *why = "a record header cut short (" + std::to_string(left) + " bytes)";
-    return 0;
-  }
-  uint32_t length = getU32(p);
-  if (length == 0 || length % 8 != 0 || length > F::kMaxRecordBytes) {
-    if (why) *why = "a record length of " + std::to_string(length) + " bytes is impossible";
-    return 0;
-  }
-  if (left - F::kRecordHeaderBytes < length) {
-    if (why) {
-      *why = "a record of " + std::to_string(length) + " bytes cut short at " +
-             std::to_string(left - F::kRecordHeaderBytes);
-    }
-    return 0;
-  }
-  uint32_t want = getU32(p + 4);
-  uint32_t got = crc32c(p + F::kRecordHeaderBytes, length, crc32c(p, 4));
-  if (got != want) {
-    if (why) *why = "a record's checksum does not match";
-    return 0;
-  }
-  return length;
+  return records::encodeHeader(F::kMagic, F::kVersion, serverId, firstSeq);
 }
 
 std::string segmentName(Seq firstSeq) {
@@ -133,59 +83,18 @@ std::vector<std::pair<Seq, fs::path>> listSegments(const std::string& dir) {
   return out;
 }
 
-std::system_error systemError(const std::string& what) {
-  return std::system_error(errno, std::generic_category(), what);
-}
-
-void fsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw systemError("cannot open " + dir);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw systemError("cannot sync " + dir);
-}
-
-void writeAll(int fd, const kj::byte* data, size_t size, const char* what) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw systemError(what);
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
 }  // namespace
 
 namespace {
 
 // The header's fields, or why it does not read (scan.stop).
 bool parseHeader(kj::ArrayPtr<const kj::byte> bytes, SegmentScan& scan) {
-  const kj::byte* base = bytes.begin();
-  if (bytes.size() < F::kHeaderBytes) {
-    scan.stop = "the segment header is cut short (" + std::to_string(bytes.size()) + " bytes)";
+  Header header;
+  if (!records::parseHeader(bytes, F::kMagic, F::kVersion, "journal segment", header, scan.stop)) {
     return false;
   }
-  if (std::memcmp(base, F::kMagic, 8) != 0) {
-    scan.stop = "not a journal segment (bad magic)";
-    return false;
-  }
-  std::array<kj::byte, F::kHeaderBytes> header;
-  std::memcpy(header.data(), base, header.size());
-  putU32(header.data() + 12, 0);
-  if (crc32c(header.data(), header.size()) != getU32(base + 12)) {
-    scan.stop = "the segment header's checksum does not match";
-    return false;
-  }
-  if (uint32_t version = getU32(base + 8); version != F::kVersion) {
-    scan.stop = "format version " + std::to_string(version) + ", this build reads version " +
-                std::to_string(F::kVersion);
-    return false;
-  }
-  scan.serverId = getU64(base + 16);
-  scan.firstSeq = getU64(base + 24);
+  scan.serverId = header.serverId;
+  scan.firstSeq = header.seq;
   return true;
 }
 
@@ -251,16 +160,42 @@ SegmentScan scanSegment(kj::ArrayPtr<const kj::byte> bytes, const JournalVisitor
   return scan;
 }
 
-JournalContents readJournal(const std::string& dir, const JournalVisitor& visit) {
+std::vector<std::pair<Seq, std::string>> journalSegments(const std::string& dir) {
+  std::vector<std::pair<Seq, std::string>> out;
+  for (auto& [seq, path] : listSegments(dir)) out.emplace_back(seq, path.string());
+  return out;
+}
+
+Seq firstJournalSeq(const std::string& dir) {
+  auto segments = listSegments(dir);
+  return segments.empty() ? 0 : segments.front().first;
+}
+
+JournalEnd journalEnd(const std::string& dir) {
+  auto segments = listSegments(dir);
+  for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+    MappedFile file(it->second.string());
+    SegmentScan scan = scanSegment({file.data(), file.size()}, nullptr);
+    if (scan.firstSeq != 0) return {scan.firstSeq + scan.records - 1, scan.serverId};
+    // A header a crash cut short: the segment before holds the last seq.
+  }
+  return {};
+}
+
+JournalContents readJournal(const std::string& dir, const JournalVisitor& visit, Seq fromSeq) {
   JournalContents out;
   auto segments = listSegments(dir);
-  for (size_t i = 0; i < segments.size(); ++i) {
+  // Segments wholly before fromSeq are not read: the next one starts at or
+  // before it.
+  size_t first = 0;
+  while (first + 1 < segments.size() && segments[first + 1].first <= fromSeq) ++first;
+  for (size_t i = first; i < segments.size(); ++i) {
     const auto& [named, path] = segments[i];
     const bool newest = i + 1 == segments.size();
     MappedFile file(path.string());
     // Records are read in place: the mapping is page-aligned and records
     // 8-byte aligned, as Cap'n Proto wants.
-    Seq expected = out.headSeq + 1;
+    Seq expected = out.segments == 0 ? std::min(named, fromSeq) : out.headSeq + 1;
     SegmentScan header;
     if (parseHeader({file.data(), file.size()}, header)) {
       if (header.firstSeq != named) {
@@ -274,9 +209,11 @@ JournalContents readJournal(const std::string& dir, const JournalVisitor& visit)
                                  ", not " + serverIdHex(out.serverId) + ")");
       }
       if (header.firstSeq != expected) {
-        throw JournalCorrupt(path.string(), 24,
-                             "starts at seq " + std::to_string(header.firstSeq) + ", but seq " +
-                                 std::to_string(expected) + " comes next: a segment is missing");
+        throw JournalCorrupt(
+            path.string(), 24,
+            "starts at seq " + std::to_string(header.firstSeq) + ", but seq " +
+                std::to_string(expected) + " comes next: a segment is missing" +
+                (out.segments == 0 ? " (and no usable snapshot covers the seqs before it)" : ""));
       }
     }
     uint64_t offset = 0;
@@ -287,7 +224,7 @@ JournalContents readJournal(const std::string& dir, const JournalVisitor& visit)
             offset =
                 static_cast<uint64_t>(reinterpret_cast<const kj::byte*>(m.begin()) - file.data()) -
                 F::kRecordHeaderBytes;
-            visit(seq, m);
+            if (seq >= fromSeq) visit(seq, m);
           });
     } catch (const JournalCorrupt&) {
       throw;
@@ -352,13 +289,14 @@ Journal::~Journal() {
   if (lockFd_ >= 0) ::close(lockFd_);  // releases the lock
 }
 
-JournalContents Journal::recover(const JournalVisitor& visit) {
-  return readJournal(config_.dir, visit);
+JournalContents Journal::recover(const JournalVisitor& visit, Seq fromSeq) {
+  return readJournal(config_.dir, visit, fromSeq);
 }
 
 void Journal::start(uint64_t serverId, Seq nextSeq) {
   serverId_ = serverId;
   nextSeq_ = nextSeq;
+  durableSeq_ = nextSeq - 1;  // what recovery read back is on disk
   openSegment(nextSeq);
   thread_ = std::thread([this] { run(); });
 }
@@ -407,6 +345,7 @@ void Journal::append(kj::ArrayPtr<const capnp::word> message) {
 uint64_t Journal::commit() {
   if (!staging_ || staging_->bytes.empty()) return 0;
   staging_->number = ++committed_;
+  staging_->lastSeq = nextSeq_ - 1;
   toWrite_.enqueue(std::move(staging_));
   return committed_;
 }
@@ -417,6 +356,12 @@ void Journal::waitDurable(uint64_t number) {
   }
 }
 
+bool Journal::waitDurableSeq(Seq seq) {
+  std::unique_lock lock(durableSeqMutex_);
+  durableSeqMoved_.wait(lock, [&] { return durableSeq_ >= seq || failed(); });
+  return durableSeq_ >= seq;
+}
+
 std::string Journal::failure() const {
   return failed() ? failure_ : std::string();
 }
@@ -424,7 +369,11 @@ std::string Journal::failure() const {
 void Journal::fail(const std::string& why) {
   if (failed()) return;
   failure_ = why;
-  failed_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(durableSeqMutex_);
+    failed_.store(true, std::memory_order_release);
+  }
+  durableSeqMoved_.notify_all();
   logLine("journal", "writing stopped: %s", why.c_str());
   wakeup_.notify();
 }
@@ -441,9 +390,8 @@ void Journal::write(Batch& batch) {
   kj::byte* p = batch.bytes.data();
   kj::byte* end = p + batch.bytes.size();
   while (p < end) {
-    uint32_t length = getU32(p);
-    putU32(p + 4, crc32c(p + F::kRecordHeaderBytes, length, crc32c(p, 4)));
-    p += F::kRecordHeaderBytes + length;
+    sealRecord(p);
+    p += F::kRecordHeaderBytes + getU32(p);
   }
   if (segmentSize_ >= config_.segmentBytes) openSegment(batch.firstSeq);
   writeAll(segmentFd_, batch.bytes.data(), batch.bytes.size(), "cannot write to the journal");
@@ -469,6 +417,7 @@ void Journal::run() {
       n = toWrite_.wait_dequeue_bulk(got.begin(), got.size());
     }
     uint64_t newest = 0;
+    Seq newestSeq = 0;
     for (size_t i = 0; i < n; ++i) {
       if (got[i]->number == 0) {
         stop = true;
@@ -476,6 +425,7 @@ void Journal::run() {
         try {
           write(*got[i]);
           newest = got[i]->number;
+          newestSeq = got[i]->lastSeq;
         } catch (const std::exception& e) {
           fail(e.what());
         }
@@ -499,6 +449,11 @@ void Journal::run() {
     if (newest != 0) {
       durable_.store(newest, std::memory_order_release);
       wakeup_.notify();
+      {
+        std::lock_guard lock(durableSeqMutex_);
+        durableSeq_ = newestSeq;
+      }
+      durableSeqMoved_.notify_all();
     }
   }
 }

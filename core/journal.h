@@ -20,9 +20,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -33,6 +35,7 @@
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
 #include "core/domain.h"
+#include "core/record_file.h"
 #include "core/wakeup.h"
 
 namespace shop {
@@ -72,9 +75,9 @@ struct JournalLocked : std::runtime_error {
 struct JournalFormat {
   static constexpr char kMagic[8] = {'S', 'H', 'O', 'P', 'J', 'R', 'N', 'L'};
   static constexpr uint32_t kVersion = 1;
-  static constexpr size_t kHeaderBytes = 32;
-  static constexpr size_t kRecordHeaderBytes = 8;
-  static constexpr uint32_t kMaxRecordBytes = 64u << 20;  // far above any event
+  static constexpr size_t kHeaderBytes = records::kHeaderBytes;
+  static constexpr size_t kRecordHeaderBytes = records::kRecordHeaderBytes;
+  static constexpr uint32_t kMaxRecordBytes = records::kMaxRecordBytes;  // far above any event
 };
 
 // The message length of the whole record at `p` (with `left` bytes from p
@@ -114,7 +117,22 @@ using JournalVisitor = std::function<void(Seq seq, kj::ArrayPtr<const capnp::wor
 // newest segment (a partial record, or a bad one with no good record after
 // it) is truncated, and the result says where. Anything else that does not
 // read throws JournalCorrupt.
-JournalContents readJournal(const std::string& dir, const JournalVisitor& visit);
+// With `fromSeq`, segments wholly before it are not read and `visit` sees
+// seqs from it on (a snapshot covers the rest); the oldest segment read must
+// start at or before it.
+JournalContents readJournal(const std::string& dir, const JournalVisitor& visit, Seq fromSeq = 1);
+// The last seq the journal in `dir` holds and its server id, from its
+// newest segment alone (0, 0: none). A quick look before recovery: the
+// torn-tail checks are readJournal's.
+struct JournalEnd {
+  Seq lastSeq = 0;
+  uint64_t serverId = 0;
+};
+JournalEnd journalEnd(const std::string& dir);
+// The first seq of the oldest segment in `dir` (0: none).
+Seq firstJournalSeq(const std::string& dir);
+// The segment files of `dir` and the seq each starts at, oldest first.
+std::vector<std::pair<Seq, std::string>> journalSegments(const std::string& dir);
 
 // Reads one segment file's bytes (for fuzzing and tools): the same checks,
 // no truncation. Returns the offset of the first byte not read as a record.
@@ -142,7 +160,7 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   // Before start(): reads what the directory holds (see readJournal).
-  JournalContents recover(const JournalVisitor& visit);
+  JournalContents recover(const JournalVisitor& visit, Seq fromSeq = 1);
   // Starts writing: new segments carry `serverId`, and the next event
   // appended is `nextSeq`.
   void start(uint64_t serverId, Seq nextSeq);
@@ -162,6 +180,11 @@ class Journal {
   void clearWake() { wakeup_.clear(); }
   // Blocks until batch `number` is durable or the journal failed.
   void waitDurable(uint64_t number);
+  // Blocks until every event up to `seq` is durable under the mode; false
+  // when the journal failed first. Any thread: the snapshot writer waits
+  // here before it publishes a snapshot, so that no snapshot is ever ahead
+  // of the journal.
+  bool waitDurableSeq(Seq seq);
   // Why the journal stopped writing (disk full, I/O error), or empty. Once
   // failed, nothing more becomes durable. Thread-safe.
   std::string failure() const;
@@ -183,6 +206,7 @@ class Journal {
   struct Batch {
     uint64_t number = 0;  // 0: the stop marker
     Seq firstSeq = 0;
+    Seq lastSeq = 0;
     std::vector<kj::byte> bytes;  // records, CRCs filled in by the journal thread
   };
 
@@ -206,6 +230,9 @@ class Journal {
   moodycamel::BlockingConcurrentQueue<std::unique_ptr<Batch>> toWrite_;
   moodycamel::ConcurrentQueue<std::unique_ptr<Batch>> spare_;
   std::atomic<uint64_t> durable_{0};
+  std::mutex durableSeqMutex_;  // for waitDurableSeq()
+  std::condition_variable durableSeqMoved_;
+  Seq durableSeq_ = 0;
   std::atomic<bool> failed_{false};
   std::string failure_;  // written once before failed_ is set
   Wakeup wakeup_;

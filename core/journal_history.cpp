@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <system_error>
 
 #include "core/journal.h"
 
@@ -46,8 +48,22 @@ void SegmentReader::read(HistoryPage& page) {
   bool full = false;
   while (!full && spans.size() < r.maxCount) {
     Segment* s = segmentOf(seq);
-    if (s == nullptr) break;
-    MappedFile file(s->path);
+    if (s == nullptr) {
+      page.gone = spans.empty();  // before the oldest segment: a snapshot let it go
+      break;
+    }
+    std::optional<MappedFile> opened;
+    try {
+      opened.emplace(s->path);
+    } catch (const std::system_error& e) {
+      if (e.code() != std::errc::no_such_file_or_directory) throw;
+      // Deleted since it was listed: snapshots cover it now.
+      segments_.clear();
+      list();
+      page.gone = spans.empty();
+      break;
+    }
+    const MappedFile& file = *opened;
     const kj::byte* base = file.data();
     const size_t size = file.size();
     Seq k = seq - s->firstSeq;  // the record wanted, counted from the segment's first

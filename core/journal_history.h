@@ -37,6 +37,7 @@ struct HistoryPage {
   std::vector<kj::ArrayPtr<const capnp::word>> messages;
   bool capped = false;  // stopped at maxBytes
   std::string error;    // the journal could not be read; no events
+  bool gone = false;    // `from` is older than the journal's oldest segment; no events
 };
 
 // Reads pages of journaled events by seq. Not thread-safe: one reader.

@@ -24,22 +24,24 @@
 #include "core/domain.h"
 #include "core/event_codec.h"
 #include "core/shard_router.h"
+#include "core/snapshot.h"
 #include "core/wakeup.h"
 
 namespace shop {
 
 enum class Step : uint8_t {
-  execute,    // the whole command on this shard (a buy when both aggregates are here)
-  reserve,    // cross-shard buy, part 1: reserve stock at the product
-  debit,      // buy, part 2: pay at the customer (unitPrice set)
-  release,    // give back stock reserved by a buy that failed (no reply)
-  stockBack,  // stock of a return goes back to the product (no reply)
-  hold,       // test seam: block until Shard::resume()
-  armFault,   // test seam: the next command touching `key` throws
-  snapshot,   // test seam: copy this shard's state into `snapshotOut`
-  install,    // recovery: take `install`'s aggregates as this shard's state
-  fail,       // test seam: a failed invariant check outside any command
-  stop,       // leave the loop after the tasks before it
+  execute,     // the whole command on this shard (a buy when both aggregates are here)
+  reserve,     // cross-shard buy, part 1: reserve stock at the product
+  debit,       // buy, part 2: pay at the customer (unitPrice set)
+  release,     // give back stock reserved by a buy that failed (no reply)
+  stockBack,   // stock of a return goes back to the product (no reply)
+  hold,        // test seam: block until Shard::resume()
+  armFault,    // test seam: the next command touching `key` throws
+  snapshot,    // test seam: copy this shard's state into `snapshotOut`
+  checkpoint,  // snapshot: encode this shard's aggregates into `partOut`
+  install,     // recovery: take `install`'s aggregates as this shard's state
+  fail,        // test seam: a failed invariant check outside any command
+  stop,        // leave the loop after the tasks before it
 };
 
 struct StringHash {
@@ -67,6 +69,7 @@ struct ShardTask {
   Quantity quantity = 0;  // release/stockBack
   std::promise<ShopState>* snapshotOut = nullptr;  // snapshot
   ShardState* install = nullptr;                   // install: moved from
+  std::promise<SnapshotPart>* partOut = nullptr;   // checkpoint
   std::promise<void>* installed = nullptr;         // install: set once taken
 };
 

@@ -14,6 +14,8 @@
 #include "bus/server.h"
 #include "core/journal.h"
 #include "core/log.h"
+#include "core/recovery.h"
+#include "core/snapshot.h"
 #include "tools/cli.h"
 
 namespace {
@@ -53,6 +55,11 @@ restart loses every customer and event):
   --fsync-interval-ms MS  for --fsync interval               (default 50)
   --segment-size SIZE   a journal file rolls at this size; K, M, G suffixes
                                                          (default 64M)
+  --snapshot-every N    write a snapshot of every aggregate each N events,
+                        so that a start replays only the journal after it;
+                        0: never                         (default 1000000)
+  --keep-segments       keep journal files that snapshots cover (they are
+                        deleted once no kept snapshot needs them)
 
 security (CURVE: encryption, and only listed keys get in; see README):
   --curve-secret-key FILE  the server's key pair (make one: shopctl keygen NAME)
@@ -73,7 +80,8 @@ struct Options {
   shop::EngineConfig engine;
   std::string catalog = SHOP_DEFAULT_CATALOG;
   shop::JournalConfig journal;  // dir empty: in memory only
-  bool journalTuned = false;    // a journal flag given without --journal
+  shop::SnapshotConfig snapshots;
+  bool journalTuned = false;  // a journal flag given without --journal
 };
 
 Options parse(int argc, char** argv) {
@@ -132,6 +140,12 @@ Options parse(int argc, char** argv) {
     } else if (a == "--segment-size") {
       o.journal.segmentBytes = shop::cli::sizeValue(a, value(argc, argv, i), 4096, 1ull << 40);
       o.journalTuned = true;
+    } else if (a == "--snapshot-every") {
+      o.snapshots.every = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000'000);
+      o.journalTuned = true;
+    } else if (a == "--keep-segments") {
+      o.snapshots.keepSegments = true;
+      o.journalTuned = true;
     } else if (a == "--curve-secret-key") {
       o.access.secretKeyFile = value(argc, argv, i);
     } else if (a == "--authorized-keys") {
@@ -144,7 +158,8 @@ Options parse(int argc, char** argv) {
   }
   if (o.journalTuned && o.journal.dir.empty()) {
     throw shop::cli::UsageError(
-        "--fsync, --fsync-interval-ms and --segment-size need --journal DIR");
+        "--fsync, --fsync-interval-ms, --segment-size, --snapshot-every and --keep-segments "
+        "need --journal DIR");
   }
   return o;
 }
@@ -169,23 +184,35 @@ void raiseOpenFileLimit() {
 // Brings the engine back to where the journal left it, then starts
 // journaling after it.
 void recover(shop::Journal& journal, shop::Engine& engine) {
-  auto start = std::chrono::steady_clock::now();
-  shop::JournalContents contents = journal.recover(
-      [&engine](shop::Seq, kj::ArrayPtr<const capnp::word> message) { engine.recover(message); });
-  engine.finishRecovery(contents.serverId);
+  shop::RecoveryReport report = shop::recoverEngine(journal, engine);
   journal.start(engine.serverId(), engine.log().headSeq() + 1);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto& config = journal.config();
+  const auto& contents = report.journal;
   if (contents.truncated) {
     shop::logLine("journal", "cut off a torn tail (a write a crash interrupted): %s",
                   contents.truncated->c_str());
   }
+  for (const auto& why : report.skipped) {
+    shop::logLine("snapshot", "not used: %s", why.c_str());
+  }
+  if (report.snapshot) {
+    shop::logLine("snapshot", "%s: %llu customers and %llu products at seq %llu",
+                  report.snapshotPath.c_str(),
+                  static_cast<unsigned long long>(report.snapshot->customers),
+                  static_cast<unsigned long long>(report.snapshot->products),
+                  static_cast<unsigned long long>(report.snapshot->seq));
+  }
+  std::string from = "no snapshot";
+  if (report.snapshot) {
+    from = "snapshot at seq " + std::to_string(report.snapshot->seq) + ", " +
+           std::to_string(report.replayed) + " replayed after it";
+  }
   shop::logLine("journal",
-                "%s: recovered %llu events (%zu segment%s, %.1f MB) in %.2f s; head seq %llu; "
-                "fsync %s",
-                config.dir.c_str(), static_cast<unsigned long long>(contents.headSeq),
+                "%s: recovered %llu events (%s; %zu segment%s read, %.1f MB) in %.2f s; head seq "
+                "%llu; fsync %s",
+                config.dir.c_str(), static_cast<unsigned long long>(contents.headSeq), from.c_str(),
                 contents.segments, contents.segments == 1 ? "" : "s",
-                static_cast<double>(contents.bytes) / 1e6, seconds,
+                static_cast<double>(contents.bytes) / 1e6, report.seconds,
                 static_cast<unsigned long long>(contents.headSeq), shop::name(config.fsync));
 }
 
@@ -228,6 +255,15 @@ int main(int argc, char** argv) {
     if (!options.journal.dir.empty()) journal = std::make_unique<shop::Journal>(options.journal);
     options.server.journal = journal.get();
     options.engine.historyDir = options.journal.dir;  // ReadEvents beyond memory
+    // Snapshots wait for the journal to hold their seq; with --snapshot-every
+    // 0 the writer still knows which segments remain.
+    std::unique_ptr<shop::SnapshotWriter> snapshots;
+    if (journal) {
+      options.snapshots.dir = options.journal.dir;
+      snapshots = std::make_unique<shop::SnapshotWriter>(
+          options.snapshots, [&journal](shop::Seq seq) { return journal->waitDurableSeq(seq); });
+      options.engine.snapshots = snapshots.get();
+    }
     shop::bus::Server server(context, options.server);
     shop::Engine engine(options.engine, server, server);
     if (journal) {
@@ -263,6 +299,11 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(stats.batches.load()),
                     static_cast<unsigned long long>(stats.syncs.load()),
                     static_cast<unsigned long long>(stats.bytes.load()));
+      const auto& written = snapshots->stats();
+      shop::logLine("snapshot", "%llu written, %llu failed, %llu journal segments deleted this run",
+                    static_cast<unsigned long long>(written.written.load()),
+                    static_cast<unsigned long long>(written.failed.load()),
+                    static_cast<unsigned long long>(written.segmentsDeleted.load()));
     }
     signalfd_siginfo info{};
     if (::read(signalFd, &info, sizeof info) == sizeof info) {

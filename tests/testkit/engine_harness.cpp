@@ -51,7 +51,7 @@ const Reply* EngineHarness::replyOf(uint64_t tag) const {
 
 const Reply& EngineHarness::await(uint64_t tag) {
   while (!replyOf(tag)) {
-    if (engine.inFlight() == 0 && !replyOf(tag)) {
+    if (engine.inFlight() == 0 && engine.historyPending() == 0 && !replyOf(tag)) {
       throw std::logic_error("awaited a reply with nothing in flight");
     }
     engine.wait(-1);

@@ -181,16 +181,20 @@ TEST_CASE("crash test: shopd --journal --fsync always, killed with SIGKILL, lose
   Ledger ledger;
   uint64_t serverId = 0;
   auto start = [&dir] {
-    // Small segments, so that kills also land around roll-overs.
-    return std::make_unique<Process>(
-        std::vector<std::string>{SHOPD_PATH, "--journal", dir.str(), "--fsync", "always",
-                                 "--segment-size", "16K", "--commands", "tcp://127.0.0.1:*",
-                                 "--events", "tcp://127.0.0.1:*", "--no-catalog", "--shards", "2"});
+    // Small segments and frequent snapshots, so that kills also land around
+    // roll-overs and snapshot writes, and restarts start from snapshots.
+    return std::make_unique<Process>(std::vector<std::string>{
+        SHOPD_PATH, "--journal", dir.str(), "--fsync", "always", "--segment-size", "16K",
+        "--snapshot-every", "500", "--commands", "tcp://127.0.0.1:*", "--events",
+        "tcp://127.0.0.1:*", "--no-catalog", "--shards", "2"});
   };
 
+  uint64_t fromSnapshot = 0;  // restarts that began from a snapshot
   for (uint64_t run = 0; run <= kills; ++run) {
     CAPTURE(run);
     auto shopd = start();
+    std::string recovered = shopd->waitForStderrLine("recovered", 30'000);
+    if (recovered.find("snapshot at seq") != std::string::npos) ++fromSnapshot;
     std::string endpoint = testkit::endpointOf(*shopd);
     zmq::context_t context(1);
     bus::Client client(context, endpoint, {.timeoutMs = 10'000, .retries = 0});
@@ -254,4 +258,7 @@ TEST_CASE("crash test: shopd --journal --fsync always, killed with SIGKILL, lose
   MESSAGE(ledger.acked.size() << " commands acknowledged over " << kills
                               << " kills; every one found after each restart");
   CHECK(ledger.acked.size() > kills * 20);
+  MESSAGE(fromSnapshot << " of " << kills << " restarts began from a snapshot");
+  // A snapshot is due every 500 events, and each run sees hundreds.
+  if (kills >= 10) CHECK(fromSnapshot > 0);
 }

@@ -203,3 +203,65 @@ TEST_CASE("shopd --journal: a subscriber far past the in-memory retention catche
   CHECK(deposited > 0);
   CHECK(subscriber.stats().gapsDetected == 0);
 }
+
+TEST_CASE("shopd --journal: snapshots bound the replay, and the segments they cover go") {
+  TempDir dir;
+  const std::vector<std::string> flags = {
+      "--no-catalog", "--snapshot-every", "500", "--retention", "100", "--dedupe-window",
+      "100",          "--segment-size",   "8K"};
+  Money balance = 0;
+  Seq head = 0;
+  {
+    Process shopd(shopdArgs(dir, flags));
+    zmq::context_t context(1);
+    bus::Client client(context, testkit::endpointOf(shopd), {.timeoutMs = 10'000, .retries = 0});
+    REQUIRE(client.call(Command{CommandId::random(), CreateCustomer{"alice", 0}}).ok());
+    for (int i = 0; i < 3000; ++i) {
+      client.send(Command{CommandId::random(), Deposit{"alice", 1}}, [](const bus::CallResult&) {});
+      if (client.inFlight() >= 64) client.poll(-1);
+    }
+    while (client.inFlight() > 0) client.poll(-1);
+    auto alice = client.call(Command{CommandId::random(), GetCustomer{"alice"}});
+    REQUIRE(alice.ok());
+    balance = alice.reply->reply.customer->balance;
+    head = client.call(Command{CommandId::random(), ReadEvents{0, 1}}).reply->reply.page.headSeq;
+    CHECK(shopd.waitForStderrLine("journal segments before seq", 30'000) != "");
+    shopd.signal(SIGTERM);
+    REQUIRE(shopd.wait() == 0);
+    CHECK(shopd.err().find("0 failed") != std::string::npos);
+  }
+  REQUIRE(balance > 0);
+  std::vector<fs::path> segments = segmentsOf(dir);
+  const Seq oldest = std::stoull(segments.front().filename().string().substr(0, 20));
+  CHECK(oldest > 1);
+
+  Process shopd(shopdArgs(dir, flags));
+  std::string line = shopd.waitForStderrLine("recovered", 30'000);
+  CHECK(line.find("recovered " + std::to_string(head) + " events (snapshot at seq") !=
+        std::string::npos);
+  zmq::context_t context(1);
+  bus::Client client(context, testkit::endpointOf(shopd), {.timeoutMs = 10'000, .retries = 0});
+  auto alice = client.call(Command{CommandId::random(), GetCustomer{"alice"}});
+  REQUIRE(alice.ok());
+  CHECK(alice.reply->reply.customer->balance == balance);
+  // History the snapshots let go is refused with where it now starts.
+  auto gone = client.call(Command{CommandId::random(), ReadEvents{1, 10}});
+  REQUIRE(gone.ok());
+  REQUIRE(gone.reply->reply.status == ReplyStatus::rejected);
+  CHECK(gone.reply->reply.oldestSeq == oldest);
+  auto page = client.call(Command{CommandId::random(), ReadEvents{oldest, 10}});
+  REQUIRE(page.ok());
+  REQUIRE(page.reply->reply.status == ReplyStatus::events);
+  CHECK(page.reply->reply.page.events.front().seq == oldest);
+}
+
+TEST_CASE("shopd: snapshot flags without --journal, or with bad values, are usage errors") {
+  std::string err;
+  CHECK(Process::run({SHOPD_PATH, "--snapshot-every", "10"}, nullptr, &err) == 2);
+  CHECK(err.find("need --journal DIR") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--keep-segments"}, nullptr, &err) == 2);
+  CHECK(err.find("need --journal DIR") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--journal", "/tmp/x", "--snapshot-every", "often"}, nullptr,
+                     &err) == 2);
+  CHECK(err.find("--snapshot-every") != std::string::npos);
+}

@@ -12,6 +12,8 @@
 
 #include "core/engine.h"
 #include "core/journal.h"
+#include "core/recovery.h"
+#include "core/snapshot.h"
 #include "tools/bench/server_process.h"
 #include "tools/bench/workload.h"
 
@@ -55,7 +57,8 @@ double rawSyncsPerSecond(const std::string& dir, double seconds) {
 }
 
 struct Mode {
-  const char* name;
+  std::string name;
+  std::string key;                 // its figures' prefix in the report
   std::vector<std::string> flags;  // beyond the usual
   std::unique_ptr<ServerProcess> server;
   std::vector<Figures> rounds;
@@ -65,11 +68,22 @@ struct Mode {
 // round by round so that the machine's noise falls on all of them alike.
 void runModes(const DurabilityOptions& o, const std::string& dir, Report& report) {
   std::vector<Mode> modes;
-  modes.push_back({"in memory", {}, nullptr, {}});
-  for (const char* fsync : {"always", "interval", "never"}) {
+  modes.push_back({"in memory", "memory", {}, nullptr, {}});
+  for (std::string fsync : {"always", "interval", "never"}) {
     // 4 MiB segments: a run rolls over several times, as a long one does.
     modes.push_back({fsync,
+                     "fsync_" + fsync,
                      {"--journal", dir + "/" + fsync, "--fsync", fsync, "--segment-size", "4M"},
+                     nullptr,
+                     {}});
+  }
+  // What snapshots cost the command path: --fsync always without any, and
+  // with one every 100,000 events (several per round).
+  for (std::string every : {"0", "100000"}) {
+    modes.push_back({"always, --snapshot-every " + every,
+                     "snapshot_every_" + every,
+                     {"--journal", dir + "/snapshot-" + every, "--segment-size", "4M",
+                      "--snapshot-every", every},
                      nullptr,
                      {}});
   }
@@ -88,14 +102,14 @@ void runModes(const DurabilityOptions& o, const std::string& dir, Report& report
   LoadSpec spec{o.connections, o.window, 0, o.seconds, ReplyFormat::shopReply};
   const int rounds = o.quick ? 1 : 3;
   for (int r = 0; r < rounds; ++r) {
-    progress("journal: round %d of %d, in memory then --fsync always, interval, never, %dx%d",
-             r + 1, rounds, o.connections, o.window);
+    progress("journal: round %d of %d, in memory, each --fsync mode, snapshots, %dx%d", r + 1,
+             rounds, o.connections, o.window);
     for (auto& m : modes) m.rounds.push_back(measure(m.server->commands, spec, framesOfConnection));
   }
   const double base = medianOf(modes[0].rounds, throughputOf);
   printHeader("journal (the e2e mix, in memory and under each --fsync mode, interleaved; medians)");
   for (auto& m : modes) {
-    std::string key = m.flags.empty() ? "memory" : std::string("fsync_") + m.name;
+    const std::string& key = m.key;
     double t = medianOf(m.rounds, throughputOf);
     report.set("journal", key + "_commands_per_s", t);
     report.set("journal", key + "_p99_us", medianOf(m.rounds, p99Of));
@@ -119,7 +133,7 @@ void runModes(const DurabilityOptions& o, const std::string& dir, Report& report
       }
     }
     Figures shown = m.rounds[m.rounds.size() / 2];
-    printRow(m.name, shown, note);
+    printRow(m.name.c_str(), shown, note);
   }
   report.ratios["journal_fsync_always_ratio"] =
       report.figures["journal"]["fsync_always_commands_per_s"] / base;
@@ -127,7 +141,12 @@ void runModes(const DurabilityOptions& o, const std::string& dir, Report& report
       report.figures["journal"]["fsync_interval_commands_per_s"] / base;
   report.ratios["journal_commands_per_sync"] =
       report.figures["journal"]["fsync_always_commands_per_sync"];
+  double withSnapshots = report.figures["journal"]["snapshot_every_100000_commands_per_s"] /
+                         report.figures["journal"]["snapshot_every_0_commands_per_s"];
+  report.set("journal", "snapshot_every_100000_vs_none_ratio", withSnapshots);
   std::printf("  targets: --fsync always >= 0.5 of in memory, --fsync interval >= 0.9\n");
+  std::printf("  snapshots every 100,000 events against none: %.2f of the throughput\n",
+              withSnapshots);
 }
 
 struct NullSink : EngineListener {
@@ -196,6 +215,13 @@ void runReplay(const DurabilityOptions& o, const std::string& dir, Report& repor
 
   NullSink sink;
   double recoverSeconds = 0;
+  // A snapshot where the default --snapshot-every leaves one on average:
+  // half an interval before the head. It is written here from an engine
+  // recovered up to its seq, as shopd's would be.
+  const Seq every = 1'000'000;
+  const Seq cut = events > every ? events - every / 2 : events / 2;
+  double encodeSeconds = 0;
+  uint64_t snapshotBytes = 0;
   {
     Engine engine(EngineConfig{}, sink);
     start = Clock::now();
@@ -205,20 +231,67 @@ void runReplay(const DurabilityOptions& o, const std::string& dir, Report& repor
     engine.finishRecovery(contents.serverId);
     recoverSeconds = secondsSince(start);
   }
+  {
+    Engine engine(EngineConfig{}, sink);
+    Journal journal(JournalConfig{.dir = journalDir});
+    JournalContents contents = journal.recover([&](Seq seq, kj::ArrayPtr<const capnp::word> m) {
+      if (seq <= cut) engine.recover(m);
+    });
+    engine.finishRecovery(contents.serverId);
+    ShopState state = engine.snapshot();
+    start = Clock::now();
+    SnapshotEncoder encoder;
+    for (const auto& [id, c] : state.customers) encoder.customer(id, c);
+    for (const auto& [id, p] : state.products) encoder.product(id, p);
+    std::vector<SnapshotPart> parts;
+    parts.push_back(encoder.finish());
+    encodeSeconds = secondsSince(start);
+    Seq replayFrom = cut >= engine.log().retention() ? cut - engine.log().retention() + 1 : 1;
+    if (Seq oldest = engine.dedupe().oldestSeq(); oldest != 0) {
+      replayFrom = std::min(replayFrom, oldest);
+    }
+    snapshotBytes =
+        writeSnapshot(
+            journalDir,
+            SnapshotInfo{.seq = cut, .serverId = engine.serverId(), .replayFrom = replayFrom},
+            parts)
+            .second;
+  }
+  double snapshotSeconds = 0;
+  Seq replayedAfter = 0;
+  {
+    Engine engine(EngineConfig{}, sink);
+    start = Clock::now();
+    Journal journal(JournalConfig{.dir = journalDir});
+    RecoveryReport recovered = recoverEngine(journal, engine);
+    snapshotSeconds = secondsSince(start);
+    if (!recovered.snapshot) throw std::runtime_error("the bench's snapshot was not used");
+    replayedAfter = recovered.replayed;
+  }
   double scanRate = static_cast<double>(scanned) / scanSeconds;
   double rate = static_cast<double>(events) / recoverSeconds;
   report.set("journal", "replay_events", static_cast<double>(events));
   report.set("journal", "replay_scan_events_per_s", scanRate);
   report.set("journal", "replay_events_per_s", rate);
   report.set("journal", "replay_seconds", recoverSeconds);
+  report.set("journal", "replay_with_snapshot_seconds", snapshotSeconds);
+  report.set("journal", "snapshot_encode_customers_per_s",
+             static_cast<double>(customers) / encodeSeconds);
+  report.set("journal", "snapshot_bytes", static_cast<double>(snapshotBytes));
   report.ratios["journal_replay_events_per_s"] = rate;
+  report.ratios["journal_recovery_with_snapshot_seconds"] = snapshotSeconds;
   std::printf(
-      "\njournal replay, in-process (%llu events, %llu customers, no snapshot: there are none "
-      "yet)\n"
+      "\njournal replay, in-process (%llu events, %llu customers)\n"
       "  read and check (CRC32C) only      %12.0f events/s\n"
-      "  recover into an engine            %12.0f events/s, %.2f s   (target >= 2,000,000)\n",
+      "  recover into an engine            %12.0f events/s, %.2f s   (target >= 2,000,000)\n"
+      "  recover from a snapshot at seq %llu: %.2f s (%llu events replayed after it, the "
+      "retention and dedupe window read before it)\n"
+      "  snapshot: %.1f MB; encoding %llu customers took %.0f ms on one thread (a shard "
+      "stalls that long per snapshot, in proportion to the aggregates it holds)\n",
       static_cast<unsigned long long>(events), static_cast<unsigned long long>(customers), scanRate,
-      rate, recoverSeconds);
+      rate, recoverSeconds, static_cast<unsigned long long>(cut), snapshotSeconds,
+      static_cast<unsigned long long>(replayedAfter), static_cast<double>(snapshotBytes) / 1e6,
+      static_cast<unsigned long long>(customers), encodeSeconds * 1e3);
 }
 
 }  // namespace
