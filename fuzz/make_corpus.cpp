@@ -6,6 +6,7 @@
 // they name (alice, bob, apple, banana, tv) are the fuzz_command fixtures.
 // catalog/seed-*: catalog/default.json and edge cases around it.
 // journal/seed-*: journal segments, written by the real Journal.
+// snapshot/seed-*: snapshot files, written by the real writer.
 //
 // Only seed-* files are (re)written; what fuzzing added stays. Run by hand
 // after changing the schema or the fixtures, not in CI.
@@ -25,6 +26,7 @@
 #include "bus/codec.h"
 #include "core/event_codec.h"
 #include "core/journal.h"
+#include "core/snapshot.h"
 #include "fuzz/harness.h"
 
 namespace shop::fuzz {
@@ -257,6 +259,46 @@ void writeJournals(const fs::path& dir) {
   std::printf("%zu journal seeds in %s\n", seeds.size(), dir.c_str());
 }
 
+// snapshot/seed-*: snapshot files the real writer wrote: no aggregates,
+// a few with holdings, several chunks, and one cut short.
+void writeSnapshots(const fs::path& dir) {
+  auto snapshot = [](int customers, size_t cut) {
+    fs::path tmp =
+        fs::temp_directory_path() / ("shop-fuzz-snapshot-" + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    SnapshotEncoder encoder;
+    std::vector<std::pair<std::string, Customer>> owned;
+    for (int c = 0; c < customers; ++c) {
+      Customer customer{.balance = 1000 + c};
+      if (c % 2 == 0) customer.holdings.push_back({"apple", {{150, 2}, {140, 1}}});
+      owned.emplace_back("c" + std::to_string(c), std::move(customer));
+    }
+    for (const auto& [id, customer] : owned) encoder.customer(id, customer);
+    Product apple{.price = 150, .stock = 7, .sold = 3};
+    if (customers > 0) encoder.product("apple", apple);
+    std::vector<SnapshotPart> parts;
+    parts.push_back(encoder.finish());
+    auto [path, size] = writeSnapshot(
+        tmp.string(), SnapshotInfo{.seq = 42, .serverId = 0x5eed5eed5eed5eed, .replayFrom = 3},
+        parts);
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    fs::remove_all(tmp);
+    std::string out = bytes.str();
+    return out.substr(0, out.size() - std::min(cut, out.size()));
+  };
+  const std::vector<std::pair<const char*, std::string>> seeds = {
+      {"empty", snapshot(0, 0)},
+      {"few", snapshot(3, 0)},
+      {"chunks", snapshot(5000, 0)},
+      {"cut-short", snapshot(3, 24)},
+  };
+  for (const auto& [name, bytes] : seeds) write(dir / (std::string("seed-") + name), bytes);
+  std::printf("%zu snapshot seeds in %s\n", seeds.size(), dir.c_str());
+}
+
 }  // namespace
 }  // namespace shop::fuzz
 
@@ -264,7 +306,8 @@ int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   if (argc != 2) {
     std::fprintf(stderr,
-                 "usage: %s CORPUS_DIR  (writes CORPUS_DIR/command, /catalog and /journal seeds)\n",
+                 "usage: %s CORPUS_DIR  (writes CORPUS_DIR/command, /catalog, /journal and "
+                 "/snapshot seeds)\n",
                  argv[0]);
     return 2;
   }
@@ -272,8 +315,10 @@ int main(int argc, char** argv) {
   fs::create_directories(root / "command");
   fs::create_directories(root / "catalog");
   fs::create_directories(root / "journal");
+  fs::create_directories(root / "snapshot");
   shop::fuzz::writeCommands(root / "command");
   shop::fuzz::writeCatalogs(root / "catalog", SHOP_DEFAULT_CATALOG);
   shop::fuzz::writeJournals(root / "journal");
+  shop::fuzz::writeSnapshots(root / "snapshot");
   return 0;
 }

@@ -5,7 +5,7 @@
 # timeout, out-of-memory or sanitizer report; what triggered it is copied to
 # build-fuzz/findings/. See fuzz/README.md.
 #
-#   scripts/fuzz.sh [--seconds N] [TARGET...]   # TARGET: command, catalog, journal (default: all)
+#   scripts/fuzz.sh [--seconds N] [TARGET...]   # TARGET: command, catalog, journal, snapshot (default: all)
 #
 #   --seconds N   run each target for N seconds (default 60)
 # Set SHOP_WERROR=ON to treat warnings as errors (CI does).
@@ -40,10 +40,10 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz.sh: --seconds wants a positive whole number, not '$seconds'" >&2
   exit 2
 fi
-[ ${#targets[@]} -gt 0 ] || targets=(command catalog journal)
+[ ${#targets[@]} -gt 0 ] || targets=(command catalog journal snapshot)
 for t in "${targets[@]}"; do
   if [ ! -f "fuzz/fuzz_$t.cpp" ] || [ ! -d "fuzz/corpus/$t" ]; then
-    echo "fuzz.sh: no target '$t' (have: command, catalog, journal)" >&2
+    echo "fuzz.sh: no target '$t' (have: command, catalog, journal, snapshot)" >&2
     exit 2
   fi
 done
