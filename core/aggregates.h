@@ -33,8 +33,13 @@ struct ProductLots {
 struct Customer {
   Money balance = 0;
   std::vector<ProductLots> holdings;  // few per customer: a flat vector beats a map
+  // The owning shard's bookkeeping, not state (never compared): the last
+  // snapshot this aggregate was encoded into.
+  uint32_t snapshotEpoch = 0;
 
-  bool operator==(const Customer&) const = default;
+  bool operator==(const Customer& o) const {
+    return balance == o.balance && holdings == o.holdings;
+  }
   Quantity unitsHeld(std::string_view product) const;
   CustomerView view(std::string_view id) const;
 };
@@ -47,7 +52,10 @@ struct Product {
   // Units sold (or reserved) and not returned. stock + sold never exceeds
   // Int64: restocks check it, so no later return or holding can overflow.
   Quantity sold = 0;
-  bool operator==(const Product&) const = default;
+  uint32_t snapshotEpoch = 0;  // as Customer's: bookkeeping, never compared
+  bool operator==(const Product& o) const {
+    return price == o.price && stock == o.stock && sold == o.sold;
+  }
 };
 
 // Either the event to apply and publish, or why the command is refused.

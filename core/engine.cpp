@@ -68,7 +68,7 @@ Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies
   }
   shards_.reserve(config_.shards);
   for (unsigned k = 0; k < config_.shards; ++k) {
-    shards_.push_back(std::make_unique<Shard>(k, outbox_, wakeup_));
+    shards_.push_back(std::make_unique<Shard>(k, outbox_, wakeup_, config_.checkpointSlice));
   }
 }
 

@@ -52,6 +52,9 @@ struct EngineConfig {
   // With a journal: the thread that writes snapshots, and how often (its
   // config().every). Null: no snapshots.
   SnapshotWriter* snapshots = nullptr;
+  // Aggregates a shard encodes for a snapshot between two batches of tasks:
+  // 512 take about half a millisecond, the most a command waits for one.
+  size_t checkpointSlice = 512;
 };
 
 // A random 64-bit server id, never 0.

@@ -18,8 +18,9 @@ T* findIn(auto& map, std::string_view id) {
 }
 }  // namespace
 
-Shard::Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup)
+Shard::Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup, size_t checkpointSlice)
     : index_(index),
+      checkpointSlice_(checkpointSlice),
       outbox_(outbox),
       wakeup_(wakeup),
       inboxToken_(inbox_),
@@ -54,14 +55,21 @@ void Shard::run() {
   pendingOut_.reserve(kBatch);
   try {
     for (;;) {
-      size_t n = inbox_.wait_dequeue_bulk(token, batch, kBatch);
+      // While a checkpoint is open the shard does not block: it encodes a
+      // slice whenever no task waits.
+      size_t n = checkpoint_ ? inbox_.try_dequeue_bulk(token, batch, kBatch)
+                             : inbox_.wait_dequeue_bulk(token, batch, kBatch);
       bool stop = false;
       for (size_t i = 0; i < n; ++i) {
         if (!stop) stop = handle(batch[i]);
         batch[i] = ShardTask{};  // drop borrowed pointers and strings now
       }
       flush();
-      if (stop) return;
+      if (stop) {
+        if (checkpoint_) checkpointSlice(SIZE_MAX);  // the writer is waiting for it
+        return;
+      }
+      if (checkpoint_) checkpointSlice(checkpointSlice_);
     }
   } catch (const std::exception& e) {
     fail(e.what());
@@ -117,18 +125,13 @@ bool Shard::handle(ShardTask& task) {
       task.snapshotOut->set_value(std::move(state));
       return false;
     }
-    case Step::checkpoint: {
-      // Every operation before this task has finished (the engine saw to
-      // it), so these aggregates are the fold of the log up to the cut.
-      SnapshotEncoder encoder;
-      for (const auto& [id, c] : customers_) encoder.customer(id, c);
-      for (const auto& [id, p] : products_) encoder.product(id, p);
-      task.partOut->set_value(encoder.finish());
+    case Step::checkpoint:
+      beginCheckpoint(task.partOut);
       return false;
-    }
     case Step::install:
       customers_ = std::move(task.install->customers);
       products_ = std::move(task.install->products);
+      indexAll();
       task.installed->set_value();
       return false;
     case Step::release:
@@ -138,6 +141,7 @@ bool Shard::handle(ShardTask& task) {
       auto* p = findIn<Product>(products_, task.key);
       SHOP_CHECK(p != nullptr, "shard %u: units back to a missing product (%zu-byte id)", index_,
                  task.key.size());
+      keep(task.key, *p);
       p->stock += task.quantity;
       p->sold -= task.quantity;
       return false;
@@ -203,11 +207,16 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
     // apply gives the strong exception guarantee (it allocates before it
     // changes anything), so the live aggregate is changed in place: no copy.
     if (live) {
+      keep(id, *live);
       applyFn(*live, event);
     } else {
       typename std::decay_t<decltype(map)>::mapped_type created{};
       applyFn(created, event);
-      map.emplace(std::string(id), std::move(created));
+      if constexpr (std::is_same_v<decltype(created), Customer>) {
+        addCustomer(std::string(id), std::move(created));
+      } else {
+        addProduct(std::string(id), std::move(created));
+      }
     }
     out.result = std::move(event);
   };
@@ -255,6 +264,7 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
                AggregateKind::customer);
         if (std::holds_alternative<EventBody>(out.result)) {
+          keep(c.product, *product);
           product->stock -= c.quantity;
           product->sold += c.quantity;
         }
@@ -263,6 +273,7 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       if (task.step == Step::reserve) {
         Product* product = reservable(c, out);
         if (!product) return;
+        keep(c.product, *product);
         product->stock -= c.quantity;
         product->sold += c.quantity;  // until released
         out.reserved = true;
@@ -292,6 +303,82 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       break;
   }
   throw std::logic_error("command kind not handled by a shard");
+}
+
+Customer& Shard::addCustomer(std::string id, Customer customer) {
+  // Created after the newest cut: no snapshot open now includes it.
+  customer.snapshotEpoch = epoch_;
+  auto it = customers_.emplace(std::move(id), std::move(customer)).first;
+  customerOrder_.emplace_back(&it->first, &it->second);
+  return it->second;
+}
+
+Product& Shard::addProduct(std::string id, Product product) {
+  product.snapshotEpoch = epoch_;
+  auto it = products_.emplace(std::move(id), std::move(product)).first;
+  productOrder_.emplace_back(&it->first, &it->second);
+  return it->second;
+}
+
+void Shard::indexAll() {
+  customerOrder_.clear();
+  productOrder_.clear();
+  for (auto& [id, c] : customers_) {
+    c.snapshotEpoch = epoch_;
+    customerOrder_.emplace_back(&id, &c);
+  }
+  for (auto& [id, p] : products_) {
+    p.snapshotEpoch = epoch_;
+    productOrder_.emplace_back(&id, &p);
+  }
+}
+
+void Shard::beginCheckpoint(std::promise<SnapshotPart>* out) {
+  // Every operation before this task has finished (the engine saw to it),
+  // so the aggregates now are the fold of the log up to the cut.
+  SHOP_CHECK(!checkpoint_, "shard %u: a checkpoint while one is open", index_);
+  checkpoint_.emplace();
+  checkpoint_->out = out;
+  checkpoint_->epoch = ++epoch_;
+  checkpoint_->customers = customerOrder_.size();
+  checkpoint_->products = productOrder_.size();
+}
+
+void Shard::keep(std::string_view id, Customer& customer) {
+  if (!checkpoint_ || customer.snapshotEpoch == checkpoint_->epoch) return;
+  auto& copy = checkpoint_->customerCopies.emplace_back(std::string(id), customer);
+  checkpoint_->encoder.customer(copy.first, copy.second);
+  customer.snapshotEpoch = checkpoint_->epoch;
+}
+
+void Shard::keep(std::string_view id, Product& product) {
+  if (!checkpoint_ || product.snapshotEpoch == checkpoint_->epoch) return;
+  auto& copy = checkpoint_->productCopies.emplace_back(std::string(id), product);
+  checkpoint_->encoder.product(copy.first, copy.second);
+  product.snapshotEpoch = checkpoint_->epoch;
+}
+
+void Shard::checkpointSlice(size_t budget) {
+  Checkpoint& cp = *checkpoint_;
+  for (; cp.customerAt < cp.customers && budget > 0; ++cp.customerAt, --budget) {
+    auto [id, c] = customerOrder_[cp.customerAt];
+    if (c->snapshotEpoch == cp.epoch) continue;  // kept before it changed
+    cp.encoder.customer(*id, *c);
+    c->snapshotEpoch = cp.epoch;
+  }
+  for (; cp.productAt < cp.products && budget > 0; ++cp.productAt, --budget) {
+    auto [id, p] = productOrder_[cp.productAt];
+    if (p->snapshotEpoch == cp.epoch) continue;
+    cp.encoder.product(*id, *p);
+    p->snapshotEpoch = cp.epoch;
+  }
+  // The encoder holds references: encode them before any task changes one.
+  cp.encoder.endChunk();
+  cp.customerCopies.clear();
+  cp.productCopies.clear();
+  if (cp.customerAt < cp.customers || cp.productAt < cp.products) return;
+  cp.out->set_value(cp.encoder.finish());
+  checkpoint_.reset();
 }
 
 }  // namespace shop

@@ -9,8 +9,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -100,7 +102,8 @@ using Inbox = moodycamel::BlockingConcurrentQueue<ShardTask, InboxTraits>;
 // producer side) and resume() (test seam).
 class Shard {
  public:
-  Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup);
+  // `checkpointSlice`: aggregates a snapshot encodes between two batches.
+  Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup, size_t checkpointSlice = 512);
   ~Shard();  // stops and joins the thread
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -129,7 +132,33 @@ class Shard {
   void flush();
   void fail(const char* what);
 
+  // ---- snapshots: encoded in slices, between batches ----
+  // At a checkpoint task the shard notes the cut (how many aggregates it
+  // holds: they are only ever added, in order) and encodes them a slice at
+  // a time between batches of tasks, so no command waits for more than one
+  // slice. An aggregate about to change before its slice came is encoded
+  // first, as it was at the cut (copy-on-write).
+  struct Checkpoint {
+    std::promise<SnapshotPart>* out = nullptr;
+    uint32_t epoch = 0;
+    size_t customers = 0, products = 0;    // the cut
+    size_t customerAt = 0, productAt = 0;  // encoded up to here
+    SnapshotEncoder encoder;
+    // Copies of aggregates encoded early, until their chunk is encoded.
+    std::deque<std::pair<std::string, Customer>> customerCopies;
+    std::deque<std::pair<std::string, Product>> productCopies;
+  };
+  void beginCheckpoint(std::promise<SnapshotPart>* out);
+  // Encodes one slice; sets the promise once every aggregate of the cut is in.
+  void checkpointSlice(size_t budget);
+  void keep(std::string_view id, Customer& customer);
+  void keep(std::string_view id, Product& product);
+  Customer& addCustomer(std::string id, Customer customer);
+  Product& addProduct(std::string id, Product product);
+  void indexAll();  // after install: the creation order, rebuilt
+
   unsigned index_;
+  size_t checkpointSlice_;
   std::string failure_;  // written before failed_ is set
   std::atomic<bool> failed_{false};
   OutcomeQueue& outbox_;
@@ -142,6 +171,12 @@ class Shard {
   // Shard thread only.
   CustomerMap customers_;
   ProductMap products_;
+  // Every aggregate in creation order (map nodes never move): the cut of a
+  // checkpoint is a prefix of each.
+  std::vector<std::pair<const std::string*, Customer*>> customerOrder_;
+  std::vector<std::pair<const std::string*, Product*>> productOrder_;
+  uint32_t epoch_ = 0;  // of the newest checkpoint
+  std::optional<Checkpoint> checkpoint_;
   std::unordered_set<std::string> armedFaults_;
   std::vector<ShardOutcome> pendingOut_;
   EventEncoder encoder_;

@@ -95,6 +95,8 @@ struct SnapshotEncoder::Pending {
 
 SnapshotEncoder::SnapshotEncoder() : pending_(std::make_unique<Pending>()) {}
 SnapshotEncoder::~SnapshotEncoder() = default;
+SnapshotEncoder::SnapshotEncoder(SnapshotEncoder&&) noexcept = default;
+SnapshotEncoder& SnapshotEncoder::operator=(SnapshotEncoder&&) noexcept = default;
 
 void SnapshotEncoder::customer(std::string_view id, const Customer& customer) {
   pending_->customers.emplace_back(id, &customer);
@@ -116,11 +118,11 @@ void SnapshotEncoder::product(std::string_view id, const Product& product) {
 void SnapshotEncoder::flushIfFull() {
   if (pending_->customers.size() + pending_->products.size() >= kChunkAggregates ||
       pending_->bytes >= kChunkBytes) {
-    flush();
+    endChunk();
   }
 }
 
-void SnapshotEncoder::flush() {
+void SnapshotEncoder::endChunk() {
   Pending& p = *pending_;
   if (p.customers.empty() && p.products.empty()) return;
   capnp::MallocMessageBuilder builder(static_cast<unsigned>(p.bytes / sizeof(capnp::word) + 64));
@@ -159,7 +161,7 @@ void SnapshotEncoder::flush() {
 }
 
 SnapshotPart SnapshotEncoder::finish() {
-  flush();
+  endChunk();
   return std::move(part_);
 }
 

@@ -71,18 +71,23 @@ struct SnapshotPart {
 
 // Builds a SnapshotPart, closing a chunk every few thousand aggregates or
 // few MiB, so that no record comes near the framing's size limit.
+// customer() and product() keep a reference: the aggregate and its id must
+// stay as they are until endChunk() or finish().
 class SnapshotEncoder {
  public:
   SnapshotEncoder();
   ~SnapshotEncoder();
+  SnapshotEncoder(SnapshotEncoder&&) noexcept;
+  SnapshotEncoder& operator=(SnapshotEncoder&&) noexcept;
   void customer(std::string_view id, const Customer& customer);
   void product(std::string_view id, const Product& product);
+  // Encodes what is pending into a chunk now.
+  void endChunk();
   SnapshotPart finish();
 
  private:
   struct Pending;
   void flushIfFull();
-  void flush();
   std::unique_ptr<Pending> pending_;
   SnapshotPart part_;
 };

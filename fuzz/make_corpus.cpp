@@ -263,8 +263,7 @@ void writeJournals(const fs::path& dir) {
 // a few with holdings, several chunks, and one cut short.
 void writeSnapshots(const fs::path& dir) {
   auto snapshot = [](int customers, size_t cut) {
-    fs::path tmp =
-        fs::temp_directory_path() / ("shop-fuzz-snapshot-" + std::to_string(::getpid()));
+    fs::path tmp = fs::temp_directory_path() / ("shop-fuzz-snapshot-" + std::to_string(::getpid()));
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     SnapshotEncoder encoder;
