@@ -18,6 +18,8 @@ struct DurabilityOptions {
   // Where the journals go; empty: a temporary directory in the current one
   // (a disk, where /tmp may be memory).
   std::string dir;
+  bool modes = true;   // the journal scenario: e2e under each mode
+  bool replay = true;  // the replay scenario
 };
 
 void runDurability(const DurabilityOptions& o, Report& report);

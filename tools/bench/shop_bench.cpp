@@ -44,7 +44,7 @@ constexpr const char* kUsage =
 
 Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
 fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections,
-journal.
+journal, replay.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -96,13 +96,17 @@ journal.
                 overstate it), p99 in events and in ms at that rate
 
   journal    1. the device's raw fdatasync rate (4 KiB appended before each);
-             2. four shopd processes, in memory and --journal with --fsync
-                always, interval and never (4 MiB segments): the e2e mix at
-                4 x 32, interleaved, 3 rounds (--quick: 1); medians, each mode
-                / in memory, and commands per fdatasync from shopd's stop log;
-             3. replay in-process: a journal of 10M events (--quick: 1M; 1M
-                customers, --quick: 100k) read and checked, then recovered
-                into an engine: events/s and seconds (no snapshots yet)
+             2. six shopd processes: in memory; --journal with --fsync always,
+                interval and never (4 MiB segments); and --fsync always with
+                --snapshot-every 0 and 100000: the e2e mix at 4 x 32,
+                interleaved, 3 rounds (--quick: 1); medians, each mode / in
+                memory, snapshots / none, and commands per fdatasync from
+                shopd's stop log
+  replay     in-process: a journal of 10M events (--quick: 1M; 1M customers,
+             --quick: 100k) read and checked, then recovered into an engine
+             (events/s, seconds); a snapshot written half an interval before
+             the head (how long encoding took, its size); recovery from it
+             and the journal's tail (seconds)
 
   --quick          every scenario short (about 45 s in all on 2 cores): 1 s
                    rounds, shopd --retention 100000 --dedupe-window 100000 so
@@ -115,7 +119,7 @@ journal.
   --connections K  the headline configuration for echo/e2e/fanout and
                    slow-subscriber (default 2)
   --window W       requests in flight per connection (default 16)
-  --journal-dir DIR  where the journal scenario writes (default: a temporary
+  --journal-dir DIR  where the journal and replay scenarios write (default: a temporary
                    directory in the current one; /tmp may be memory)
   -h, --help       this text
   --version        print the version
@@ -780,7 +784,7 @@ Options parse(int argc, char** argv) {
         static const std::set<std::string> known = {
             "echo",   "e2e",         "engine",        "isolation", "scale",
             "fanout", "churn",       "never-reading", "raw-tcp",   "slow-subscriber",
-            "curve",  "projections", "journal"};
+            "curve",  "projections", "journal",       "replay"};
         if (auto group = groups.find(s); group != groups.end()) {
           o.only.insert(group->second.begin(), group->second.end());
         } else if (known.count(s)) {
@@ -836,9 +840,10 @@ int main(int argc, char** argv) {
     if (o.runs("projections")) {
       runProjections({o.quick, o.connections, o.window, o.seconds()}, report);
     }
-    if (o.runs("journal")) {
+    if (o.runs("journal") || o.runs("replay")) {
       // 4 x 32, the configuration the durability targets are stated for.
-      runDurability({o.quick, 4, 32, o.seconds(), o.journalDir}, report);
+      runDurability(
+          {o.quick, 4, 32, o.seconds(), o.journalDir, o.runs("journal"), o.runs("replay")}, report);
     }
     if (!o.json.empty()) writeJson(o.json, o, report);
     std::printf("\nratios:");
