@@ -2,13 +2,53 @@
 
 #include <capnp/message.h>
 
+#include <atomic>
+#include <cstring>
+
 namespace shop::bus {
 
 Client::Client(zmq::context_t& context, const std::string& endpoint, ClientOptions options)
-    : options_(options), socket_(context, zmq::socket_type::dealer) {
+    : options_(options), endpoint_(endpoint), socket_(context, zmq::socket_type::dealer) {
   socket_.set(zmq::sockopt::linger, 0);
   secureClient(socket_, options_.curve);
+  if (options_.failFast) {
+    // Watched before connecting, so that the first attempt's outcome is seen.
+    static std::atomic<uint64_t> next{0};
+    std::string address = "inproc://shop-client-monitor-" + std::to_string(next++);
+    if (zmq_socket_monitor(socket_.handle(), address.c_str(),
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0) {
+      throw zmq::error_t();
+    }
+    monitor_ = zmq::socket_t(context, zmq::socket_type::pair);
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(address);
+  }
   socket_.connect(endpoint);
+}
+
+size_t Client::watchConnection() {
+  size_t fired = 0;
+  zmq::message_t event;
+  while (monitor_.recv(event, zmq::recv_flags::dontwait)) {
+    uint16_t what = 0;
+    if (event.size() >= sizeof what) std::memcpy(&what, event.data(), sizeof what);
+    zmq::message_t address;
+    if (event.more()) (void)monitor_.recv(address, zmq::recv_flags::dontwait);
+    if (what == ZMQ_EVENT_CONNECTED) {
+      connected_ = true;
+    } else if (what == ZMQ_EVENT_CONNECT_RETRIED && !connected_) {
+      // Refused (or unreachable) before any connection was made: every
+      // request waiting now fails, named after the endpoint.
+      auto waiting = std::move(pending_);
+      pending_.clear();
+      for (auto& [id, p] : waiting) {
+        p.handler(CallResult{std::nullopt, "nothing is listening at " + endpoint_ +
+                                               " (the connection was refused)"});
+        ++fired;
+      }
+    }
+  }
+  return fired;
 }
 
 void Client::send(const Command& command, ReplyHandler handler) {
@@ -90,8 +130,10 @@ size_t Client::poll(int timeoutMs) {
                     std::chrono::milliseconds(1));
     }
     if (wait.count() < 0) wait = std::chrono::milliseconds(0);
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, wait);
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, options_.failFast ? 2 : 1, wait);
+    if (options_.failFast) fired += watchConnection();
     zmq::message_t frame;
     while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
       receive(frame);

@@ -31,6 +31,10 @@ struct ClientOptions {
   int timeoutMs = 2000;  // per attempt
   int retries = 2;       // resends after the first attempt, with the same commandId
   ClientCurve curve;     // off by default
+  // Fail requests at once, rather than after their timeouts, when the
+  // first connection attempt is refused (nothing listens at the endpoint).
+  // For tools that a person waits on; a service would rather wait.
+  bool failFast = false;
 };
 
 // Owned by one thread; not thread-safe.
@@ -62,9 +66,14 @@ class Client {
 
   void receive(zmq::message_t& frame);
   size_t expire();
+  // failFast: reads the socket's connection events; returns the handlers run.
+  size_t watchConnection();
 
   ClientOptions options_;
+  std::string endpoint_;
   zmq::socket_t socket_;
+  zmq::socket_t monitor_;  // failFast: the socket's events
+  bool connected_ = false;
   std::unordered_map<CommandId, Pending, CommandIdHash> pending_;
   uint64_t retriesSent_ = 0;
 };

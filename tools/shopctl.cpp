@@ -1,13 +1,17 @@
-// shopctl: the shop's command line. One subcommand per command, plus `get`
-// and `tail`. Exit codes: 0 accepted, 1 rejected (reason on stderr),
-// 2 usage, connection or timeout error.
+// shopctl: the shop's command line. One subcommand per command, plus `get`,
+// `tail`, `ping` and `keygen`. Flags on CLI11: options anywhere on the line,
+// --help per subcommand. Exit codes: 0 accepted, 1 rejected (reason on
+// stderr), 2 usage, 3 server unavailable or timed out.
 #include <capnp/compat/json.h>
 #include <capnp/message.h>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,35 +26,10 @@ namespace {
 using shop::cli::formatMoney;
 using shop::cli::UsageError;
 
-constexpr const char* kUsage =
-    R"(usage: shopctl [--endpoint E] [--events E] [--timeout MS] [--curve-* FILE] COMMAND ARGS
-
-commands:
-  create CUSTOMER [AMOUNT]          create a customer with an initial balance (default 0.00)
-  deposit CUSTOMER AMOUNT           add money, e.g. 12.50
-  buy CUSTOMER PRODUCT [QUANTITY]   buy (default quantity 1)
-  return CUSTOMER PRODUCT [QUANTITY]  return units; refunds the price paid
-  add-product PRODUCT PRICE [STOCK] add a product to the catalog (default stock 0)
-  restock PRODUCT QUANTITY          add stock
-  get CUSTOMER                      show balance and holdings
-  tail [--customer ID] [--from SEQ] print events as JSON, one per line, until Ctrl-C
-                                    (--from 1: everything retained; default: new events only;
-                                    a restarted shopd is said on stderr and followed from seq 1)
-  keygen NAME                       write a CURVE key pair: NAME.key (secret, mode 0600)
-                                    and NAME.pub (public)
-
-options:
-  --endpoint E   command socket (default tcp://127.0.0.1:5555)
-  --events E     event socket, for tail (default tcp://127.0.0.1:5556)
-  --timeout MS   per attempt; two retries with the same commandId (default 2000)
-  --curve-server-key FILE  the server's public key (NAME.pub): turns CURVE on
-  --curve-client-key FILE  this client's key pair (NAME.key), listed by the server
-  -h, --help     this text
-  --version      print the version
-
-Amounts are decimals with up to two places (12.50) and travel as minor units.
-Exit codes: 0 accepted, 1 rejected (reason on stderr), 2 usage, connection or timeout error.
-)";
+constexpr int kAccepted = 0;
+constexpr int kRejected = 1;
+constexpr int kUsage = 2;
+constexpr int kUnavailable = 3;
 
 struct Options {
   std::string endpoint = "tcp://127.0.0.1:5555";
@@ -58,8 +37,12 @@ struct Options {
   int timeoutMs = 2000;
   std::string curveServerKey;
   std::string curveClientKey;
-  shop::bus::ClientCurve curve;   // read from the two files above
-  std::vector<std::string> args;  // the subcommand and its arguments
+  bool json = false;
+  shop::bus::ClientCurve curve;  // read from the two files above
+
+  shop::bus::ClientOptions client() const {
+    return {.timeoutMs = timeoutMs, .retries = 2, .curve = curve, .failFast = true};
+  }
 };
 
 int64_t money(const std::string& text) {
@@ -67,7 +50,14 @@ int64_t money(const std::string& text) {
   throw UsageError("'" + text + "' is not an amount like 12.50");
 }
 
-int64_t quantity(const std::string& text) {
+// A command's arguments as the user typed them; parsed after CLI11 has
+// matched them, so that a bad amount names itself.
+struct Args {
+  std::string customer, product, amount, quantity;
+};
+
+int64_t quantity(const std::string& text, int64_t fallback) {
+  if (text.empty()) return fallback;
   try {
     size_t used = 0;
     long long v = std::stoll(text, &used, 10);
@@ -75,51 +65,6 @@ int64_t quantity(const std::string& text) {
   } catch (const std::exception&) {
   }
   throw UsageError("'" + text + "' is not a whole number");
-}
-
-// The arguments after the subcommand: at least `min`, at most `max`.
-const std::vector<std::string>& expectArgs(const Options& o, size_t min, size_t max) {
-  size_t n = o.args.size() - 1;
-  if (n < min || n > max) {
-    throw UsageError(
-        o.args[0] + " takes " +
-        (min == max ? std::to_string(min) : std::to_string(min) + " to " + std::to_string(max)) +
-        " argument(s), got " + std::to_string(n));
-  }
-  return o.args;
-}
-
-shop::CommandBody buildCommand(const Options& o) {
-  const std::string& cmd = o.args[0];
-  if (cmd == "create") {
-    auto& a = expectArgs(o, 1, 2);
-    return shop::CreateCustomer{a[1], a.size() > 2 ? money(a[2]) : 0};
-  }
-  if (cmd == "deposit") {
-    auto& a = expectArgs(o, 2, 2);
-    return shop::Deposit{a[1], money(a[2])};
-  }
-  if (cmd == "buy") {
-    auto& a = expectArgs(o, 2, 3);
-    return shop::BuyProduct{a[1], a[2], a.size() > 3 ? quantity(a[3]) : 1};
-  }
-  if (cmd == "return") {
-    auto& a = expectArgs(o, 2, 3);
-    return shop::ReturnProduct{a[1], a[2], a.size() > 3 ? quantity(a[3]) : 1};
-  }
-  if (cmd == "add-product") {
-    auto& a = expectArgs(o, 2, 3);
-    return shop::AddProduct{a[1], money(a[2]), a.size() > 3 ? quantity(a[3]) : 0};
-  }
-  if (cmd == "restock") {
-    auto& a = expectArgs(o, 2, 2);
-    return shop::Restock{a[1], quantity(a[2])};
-  }
-  if (cmd == "get") {
-    auto& a = expectArgs(o, 1, 1);
-    return shop::GetCustomer{a[1]};
-  }
-  throw UsageError("unknown command '" + cmd + "'");
 }
 
 // One line for people, amounts as decimals.
@@ -153,90 +98,142 @@ std::string summary(const shop::Event& event) {
       event.body);
 }
 
-int runCommand(const Options& o) {
-  shop::CommandBody body = buildCommand(o);
+std::string replyJson(const shop::Reply& reply) {
+  capnp::JsonCodec json;
+  json.handleByAnnotation<shop::wire::Reply>();
+  capnp::MallocMessageBuilder message(256);
+  auto root = message.initRoot<shop::wire::Reply>();
+  shop::bus::toWire(reply, root);
+  return json.encode(root.asReader()).cStr();
+}
+
+// The server's answer to one command, or the exit code for why there is none.
+struct Answer {
+  std::optional<shop::Reply> reply;
+  int code = kAccepted;
+  std::chrono::microseconds roundTrip{0};
+};
+
+Answer call(const Options& o, shop::CommandBody body) {
   zmq::context_t context(1);
-  shop::bus::Client client(context, o.endpoint,
-                           {.timeoutMs = o.timeoutMs, .retries = 2, .curve = o.curve});
+  shop::bus::Client client(context, o.endpoint, o.client());
+  auto start = std::chrono::steady_clock::now();
   shop::bus::CallResult result =
       client.call(shop::Command{shop::CommandId::random(), std::move(body)});
+  Answer answer;
+  answer.roundTrip = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - start);
   if (!result.reply) {
-    std::fprintf(stderr, "shopctl: %s (is shopd running at %s?)\n", result.error.c_str(),
-                 o.endpoint.c_str());
-    return 2;
+    std::string why = result.error;
+    if (why.find(o.endpoint) == std::string::npos) why = o.endpoint + ": " + why;
+    std::fprintf(stderr, "shopctl: %s\n", why.c_str());
+    answer.code = kUnavailable;
+    return answer;
   }
   if (result.reply->malformed) {
-    std::fprintf(stderr, "shopctl: the server could not read the request: %s\n",
+    std::fprintf(stderr, "shopctl: %s could not read the request: %s\n", o.endpoint.c_str(),
                  result.reply->malformed->c_str());
-    return 2;
+    answer.code = kUsage;
+    return answer;
   }
-  const shop::Reply& reply = result.reply->reply;
+  answer.reply = std::move(result.reply->reply);
+  return answer;
+}
+
+int runCommand(const Options& o, shop::CommandBody body) {
+  Answer answer = call(o, std::move(body));
+  if (!answer.reply) return answer.code;
+  const shop::Reply& reply = *answer.reply;
+  if (o.json) std::printf("%s\n", replyJson(reply).c_str());
   switch (reply.status) {
     case shop::ReplyStatus::accepted:
-      std::printf("%s\n", summary(*reply.event).c_str());
-      return 0;
+      if (!o.json) std::printf("%s\n", summary(*reply.event).c_str());
+      return kAccepted;
     case shop::ReplyStatus::rejected:
       std::fprintf(stderr, "shopctl: rejected: %s: %s\n",
                    std::string(shop::name(reply.rejection()->reason)).c_str(),
                    reply.rejection()->detail.c_str());
-      return 1;
+      return kRejected;
     case shop::ReplyStatus::customer: {
+      if (o.json) return kAccepted;
       const auto& v = *reply.customer;
       std::printf("%s: balance %s\n", v.customer.c_str(), formatMoney(v.balance).c_str());
       for (const auto& h : v.holdings) {
         std::printf("  %s x%lld (paid %s)\n", h.product.c_str(), static_cast<long long>(h.quantity),
                     formatMoney(h.paid).c_str());
       }
-      return 0;
+      return kAccepted;
     }
     case shop::ReplyStatus::retired:
       // A retry of a command applied earlier: nothing was applied again.
-      std::printf("#%llu accepted earlier (event no longer retained; oldest is #%llu)\n",
-                  static_cast<unsigned long long>(reply.seq),
-                  static_cast<unsigned long long>(reply.oldestSeq));
-      return 0;
+      if (!o.json) {
+        std::printf("#%llu accepted earlier (event no longer retained; oldest is #%llu)\n",
+                    static_cast<unsigned long long>(reply.seq),
+                    static_cast<unsigned long long>(reply.oldestSeq));
+      }
+      return kAccepted;
     case shop::ReplyStatus::events:
       break;
   }
-  return 2;
+  return kUsage;
+}
+
+int runPing(const Options& o) {
+  // An empty page past the head: the cheapest request that every server
+  // answers, with its id and head seq.
+  Answer answer = call(o, shop::ReadEvents{UINT64_MAX, 1});
+  if (!answer.reply) return answer.code;
+  const shop::EventPage& page = answer.reply->page;
+  if (o.json) {
+    std::printf("{\"endpoint\":\"%s\",\"roundTripUs\":%lld,\"serverId\":\"%s\",\"headSeq\":%llu}\n",
+                o.endpoint.c_str(), static_cast<long long>(answer.roundTrip.count()),
+                shop::serverIdHex(page.serverId).c_str(),
+                static_cast<unsigned long long>(page.headSeq));
+  } else {
+    std::printf("pong from %s in %lld us: server id %s, head seq %llu\n", o.endpoint.c_str(),
+                static_cast<long long>(answer.roundTrip.count()),
+                shop::serverIdHex(page.serverId).c_str(),
+                static_cast<unsigned long long>(page.headSeq));
+  }
+  return kAccepted;
 }
 
 std::atomic<bool> interrupted{false};
 
-int runTail(const Options& o) {
+struct TailOptions {
+  std::string from = "now";  // earliest, now or a seq
+  bool untilHead = false;
+  uint64_t count = 0;  // 0: no limit
+  std::string customer;
+  std::string product;
+};
+
+int runTail(const Options& o, const TailOptions& t) {
   shop::bus::SubscriberOptions sub;
-  sub.client.timeoutMs = o.timeoutMs;
-  sub.client.curve = o.curve;
-  bool fromGiven = false;
-  for (size_t i = 1; i < o.args.size(); ++i) {
-    const std::string& a = o.args[i];
-    if ((a == "--customer" || a == "--from") && i + 1 >= o.args.size()) {
-      throw UsageError(a + " needs a value");
-    }
-    if (a == "--customer") {
-      sub.topicPrefix = shop::bus::customerTopicPrefix(o.args[++i]);
-    } else if (a == "--from") {
-      sub.from = shop::cli::unsignedValue(a, o.args[++i], 1, UINT64_MAX);
-      fromGiven = true;
-    } else {
-      throw UsageError("tail: unknown option '" + a + "'");
-    }
+  sub.client = o.client();
+  if (!t.customer.empty()) sub.topicPrefix = shop::bus::customerTopicPrefix(t.customer);
+  std::optional<shop::Seq> fromSeq;
+  if (t.from != "earliest" && t.from != "now") {
+    fromSeq = shop::cli::unsignedValue("--from", t.from, 1, UINT64_MAX - 1);
   }
   zmq::context_t context(1);
-  if (!fromGiven) {
-    // New events only: start after the current head.
-    shop::bus::Client client(context, o.endpoint,
-                             {.timeoutMs = o.timeoutMs, .retries = 2, .curve = o.curve});
-    auto head =
-        client.call(shop::Command{shop::CommandId::random(), shop::ReadEvents{UINT64_MAX, 1}});
-    if (!head.ok()) {
-      std::fprintf(stderr, "shopctl: %s (is shopd running at %s?)\n", head.error.c_str(),
-                   o.endpoint.c_str());
-      return 2;
+  shop::Seq head = 0;
+  if (!fromSeq || t.untilHead) {
+    // Where the stream is now: its oldest retained event, its head, its id.
+    Answer answer = call(o, shop::ReadEvents{0, 1});
+    if (!answer.reply) return answer.code;
+    const shop::EventPage& page = answer.reply->page;
+    head = page.headSeq;
+    if (!fromSeq) {
+      sub.serverId = page.serverId;  // these seqs are this server's
+      if (t.from == "now") {
+        sub.from = head + 1;
+      } else {
+        sub.from = page.events.empty() ? head + 1 : page.events.front().seq;
+      }
     }
-    sub.from = head.reply->reply.page.headSeq + 1;
-    sub.serverId = head.reply->reply.page.serverId;  // that head is this server's
   }
+  if (fromSeq) sub.from = *fromSeq;
 
   struct sigaction action {};
   action.sa_handler = [](int) { interrupted = true; };
@@ -259,103 +256,161 @@ int runTail(const Options& o) {
   shop::bus::CatchUpSubscriber subscriber(context, o.events, o.endpoint, sub);
   capnp::JsonCodec json;
   json.handleByAnnotation<shop::wire::Event>();
-  auto print = [&json](const shop::Event& event) {
+  uint64_t printed = 0;
+  auto print = [&](const shop::Event& event) {
+    if (t.count != 0 && printed >= t.count) return;
+    if (!t.product.empty() && event.product() != t.product) return;
     capnp::MallocMessageBuilder message(128);
     auto root = message.initRoot<shop::wire::Event>();
     shop::bus::toWire(event, root);
     kj::String text = json.encode(root.asReader());
     std::printf("%s\n", text.cStr());
     std::fflush(stdout);
+    ++printed;
+  };
+  auto done = [&] {
+    return interrupted || (t.count != 0 && printed >= t.count) ||
+           (t.untilHead && subscriber.checkpoint() >= head);
   };
   try {
-    while (!interrupted) subscriber.poll(250, print);
+    while (!done()) subscriber.poll(250, print);
   } catch (const shop::bus::TruncatedError& e) {
     // Said, never skipped: the events in between are gone from the server.
     std::fprintf(stderr,
                  "shopctl: tail: %s (events %llu to %llu are lost to this tail; "
-                 "--from %llu continues from the oldest)\n",
+                 "--from earliest starts at the oldest)\n",
                  e.what(), static_cast<unsigned long long>(e.wanted),
-                 static_cast<unsigned long long>(e.oldest - 1),
-                 static_cast<unsigned long long>(e.oldest));
-    return 2;
+                 static_cast<unsigned long long>(e.oldest - 1));
+    return kUnavailable;
   } catch (const std::exception& e) {
-    if (interrupted) return 0;
+    if (interrupted) return kAccepted;
     std::fprintf(stderr, "shopctl: tail: %s\n", e.what());
-    return 2;
+    return kUnavailable;
   }
-  return 0;
+  return kAccepted;
 }
 
-int runKeygen(const Options& o) {
-  if (o.args.size() != 2) throw UsageError("keygen takes one NAME");
-  const std::string& base = o.args[1];
+int runKeygen(const std::string& base) {
   shop::bus::writeKeyFiles(base, shop::bus::generateKeyPair());
   std::printf("wrote %s.key (secret: keep it private) and %s.pub (public)\n", base.c_str(),
               base.c_str());
-  return 0;
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  int i = 1;
-  for (; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--version") {
-      std::printf("shopctl %s\n", SHOP_VERSION);
-      std::exit(0);
-    } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--endpoint") {
-      o.endpoint = shop::cli::value(argc, argv, i);
-    } else if (a == "--events") {
-      o.events = shop::cli::value(argc, argv, i);
-    } else if (a == "--timeout") {
-      o.timeoutMs = static_cast<int>(
-          shop::cli::unsignedValue(a, shop::cli::value(argc, argv, i), 1, 3'600'000));
-    } else if (a == "--curve-server-key") {
-      o.curveServerKey = shop::cli::value(argc, argv, i);
-    } else if (a == "--curve-client-key") {
-      o.curveClientKey = shop::cli::value(argc, argv, i);
-    } else if (a.starts_with("-") && a != "-") {
-      throw UsageError("unknown option '" + a + "'");
-    } else {
-      break;
-    }
-  }
-  for (; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    o.args.push_back(a);
-  }
-  if (o.args.empty()) throw UsageError("no command given");
-  if (o.curveServerKey.empty() != o.curveClientKey.empty()) {
-    throw UsageError("CURVE needs both --curve-server-key and --curve-client-key");
-  }
-  return o;
+  return kAccepted;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{
+      "shopctl: the shop's command line.\n"
+      "Amounts are decimals with up to two places (12.50) and travel as minor units.\n"
+      "Exit codes: 0 accepted, 1 rejected (the reason on stderr), 2 usage, 3 server\n"
+      "unavailable or timed out."};
+  app.set_version_flag("--version", std::string("shopctl ") + SHOP_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // the options below are taken after the subcommand too
+  Options o;
+  app.add_option("--endpoint", o.endpoint, "shopd's command socket")
+      ->envname("SHOP_COMMANDS")
+      ->capture_default_str();
+  app.add_option("--events", o.events, "shopd's event socket, for tail")
+      ->envname("SHOP_EVENTS")
+      ->capture_default_str();
+  app.add_option("--timeout", o.timeoutMs, "ms per attempt; two retries with the same commandId")
+      ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
+  app.add_option("--curve-server-key", o.curveServerKey,
+                 "the server's public key (NAME.pub): turns CURVE on");
+  app.add_option("--curve-client-key", o.curveClientKey,
+                 "this client's key pair (NAME.key), listed by the server");
+  app.add_flag("--json", o.json, "print the server's reply as one JSON object");
+
+  Args a;
+  std::optional<shop::CommandBody> body;
+  auto command = [&](const char* name, const char* help) { return app.add_subcommand(name, help); };
+  auto* create = command("create", "create a customer with an initial balance");
+  create->add_option("CUSTOMER", a.customer)->required();
+  create->add_option("AMOUNT", a.amount, "initial balance, e.g. 12.50 (default 0.00)");
+  create->callback([&] {
+    body = shop::CreateCustomer{a.customer, a.amount.empty() ? 0 : money(a.amount)};
+  });
+  auto* deposit = command("deposit", "add money to a customer's balance");
+  deposit->add_option("CUSTOMER", a.customer)->required();
+  deposit->add_option("AMOUNT", a.amount, "e.g. 12.50")->required();
+  deposit->callback([&] { body = shop::Deposit{a.customer, money(a.amount)}; });
+  auto* buy = command("buy", "buy units of a product");
+  buy->add_option("CUSTOMER", a.customer)->required();
+  buy->add_option("PRODUCT", a.product)->required();
+  buy->add_option("QUANTITY", a.quantity, "default 1");
+  buy->callback([&] { body = shop::BuyProduct{a.customer, a.product, quantity(a.quantity, 1)}; });
+  auto* ret = command("return", "return units; refunds the price paid");
+  ret->add_option("CUSTOMER", a.customer)->required();
+  ret->add_option("PRODUCT", a.product)->required();
+  ret->add_option("QUANTITY", a.quantity, "default 1");
+  ret->callback([&] {
+    body = shop::ReturnProduct{a.customer, a.product, quantity(a.quantity, 1)};
+  });
+  auto* add = command("add-product", "add a product to the catalog");
+  add->add_option("PRODUCT", a.product)->required();
+  add->add_option("PRICE", a.amount, "e.g. 1.50")->required();
+  add->add_option("STOCK", a.quantity, "default 0");
+  add->callback([&] {
+    body = shop::AddProduct{a.product, money(a.amount), quantity(a.quantity, 0)};
+  });
+  auto* restock = command("restock", "add stock to a product");
+  restock->add_option("PRODUCT", a.product)->required();
+  restock->add_option("QUANTITY", a.quantity)->required();
+  restock->callback([&] { body = shop::Restock{a.product, quantity(a.quantity, 0)}; });
+  auto* get = command("get", "show a customer's balance and holdings");
+  get->add_option("CUSTOMER", a.customer)->required();
+  get->callback([&] { body = shop::GetCustomer{a.customer}; });
+
+  TailOptions t;
+  auto* tail = command("tail",
+                       "print events as JSON, one per line; a restarted shopd is said on stderr "
+                       "and followed from its oldest event");
+  tail->add_option("--from", t.from, "earliest (the oldest retained), now, or a seq")
+      ->capture_default_str();
+  tail->add_flag("--until-head", t.untilHead, "exit 0 once caught up with the head at the start");
+  tail->add_option("--count", t.count, "exit 0 after printing this many events");
+  tail->add_option("--customer", t.customer, "only this customer's events");
+  tail->add_option("--product", t.product, "only events about this product");
+  auto* ping = command("ping", "the round trip to shopd, its server id and head seq");
+  std::string keyName;
+  auto* keygen =
+      command("keygen", "write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub");
+  keygen->add_option("NAME", keyName)->required();
+
   try {
-    Options o = parse(argc, argv);
-    if (o.args[0] == "keygen") return runKeygen(o);
+    app.parse(argc, argv);
+    if (o.curveServerKey.empty() != o.curveClientKey.empty()) {
+      throw CLI::ValidationError("CURVE needs both --curve-server-key and --curve-client-key");
+    }
+    if (!t.customer.empty() && !t.product.empty()) {
+      throw CLI::ValidationError("tail takes --customer or --product, not both");
+    }
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return e.get_exit_code() == 0 ? code : kUsage;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "shopctl: %s (see shopctl --help)\n", e.what());
+    return kUsage;
+  }
+  try {
+    if (keygen->parsed()) return runKeygen(keyName);
     if (!o.curveServerKey.empty()) {
       o.curve = shop::bus::ClientCurve::fromFiles(o.curveServerKey, o.curveClientKey);
     }
-    return o.args[0] == "tail" ? runTail(o) : runCommand(o);
+    if (tail->parsed()) return runTail(o, t);
+    if (ping->parsed()) return runPing(o);
+    return runCommand(o, std::move(*body));
   } catch (const shop::bus::KeyError& e) {
     std::fprintf(stderr, "shopctl: %s\n", e.what());
-    return 2;
+    return kUsage;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "shopctl: %s (see shopctl --help)\n", e.what());
-    return 2;
+    return kUsage;
   } catch (const zmq::error_t& e) {
-    std::fprintf(stderr, "shopctl: %s\n", e.what());
-    return 2;
+    std::fprintf(stderr, "shopctl: %s: %s\n", o.endpoint.c_str(), e.what());
+    return kUsage;
   }
 }

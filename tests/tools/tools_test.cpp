@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "bus/client.h"
 #include "tests/testkit/embedded_server.h"
@@ -60,7 +62,7 @@ TEST_CASE("decimal amounts parse to minor units and format back") {
   CHECK(formatMoney(-301) == "-3.01");
 }
 
-TEST_CASE("shopctl exit codes: 0 accepted, 1 rejected with the reason, 2 usage or connection") {
+TEST_CASE("shopctl exit codes: 0 accepted, 1 rejected with the reason, 2 usage, 3 no server") {
   EmbeddedServer server;
   Shopctl shopctl{server};
   CHECK(shopctl({"add-product", "apple", "1.50", "10"}) == 0);
@@ -85,11 +87,100 @@ TEST_CASE("shopctl exit codes: 0 accepted, 1 rejected with the reason, 2 usage o
   CHECK(shopctl({"buy", "alice"}) == 2);
   CHECK(Process::run({SHOPCTL_PATH, "--help"}) == 0);
   std::string err;
-  // Nothing listens on port 1: a clear timeout error, exit 2.
+  // Nothing listens on port 1: said at once, naming the endpoint, exit 3,
+  // though the timeout would allow 3 attempts of 10 s.
+  auto start = std::chrono::steady_clock::now();
   CHECK(Process::run(
-            {SHOPCTL_PATH, "--endpoint", "tcp://127.0.0.1:1", "--timeout", "100", "get", "alice"},
-            nullptr, &err) == 2);
-  CHECK(err.find("timeout") != std::string::npos);
+            {SHOPCTL_PATH, "--endpoint", "tcp://127.0.0.1:1", "--timeout", "10000", "get", "alice"},
+            nullptr, &err) == 3);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  CHECK(err.find("nothing is listening at tcp://127.0.0.1:1") != std::string::npos);
+  // A bad endpoint is a usage error that names it.
+  CHECK(Process::run({SHOPCTL_PATH, "--endpoint", "nope", "get", "alice"}, nullptr, &err) == 2);
+  CHECK(err.find("nope") != std::string::npos);
+}
+
+TEST_CASE("shopctl: options after the subcommand, endpoints from the environment, --json") {
+  EmbeddedServer server;
+  std::string out, err;
+  // Global options after the subcommand and its arguments.
+  CHECK(Process::run({SHOPCTL_PATH, "create", "alice", "5", "--endpoint", server.commands()}, &out,
+                     &err) == 0);
+  CHECK(out.find("created alice with 5.00") != std::string::npos);
+  // SHOP_COMMANDS stands in for --endpoint.
+  ::setenv("SHOP_COMMANDS", server.commands().c_str(), 1);
+  CHECK(Process::run({SHOPCTL_PATH, "deposit", "alice", "1.25"}, &out, &err) == 0);
+  ::unsetenv("SHOP_COMMANDS");
+
+  capnp::JsonCodec json;
+  json.handleByAnnotation<wire::Reply>();
+  auto replyOf = [&json](const std::string& line) {
+    capnp::MallocMessageBuilder message;
+    auto root = message.initRoot<wire::Reply>();
+    json.decode(kj::StringPtr(line.c_str()), root);  // throws unless a Reply in JSON
+    return bus::fromWire(root.asReader()).reply;
+  };
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), SHOPCTL_PATH);
+    args.insert(args.end(), {"--json", "--endpoint", server.commands()});
+    return Process::run(args, &out, &err);
+  };
+  CHECK(run({"get", "alice"}) == 0);
+  Reply got = replyOf(out);
+  REQUIRE(got.customer);
+  CHECK(got.customer->balance == 625);
+  CHECK(run({"deposit", "alice", "1"}) == 0);
+  Reply deposited = replyOf(out);
+  REQUIRE(deposited.event);
+  CHECK(std::get<FundsDeposited>(deposited.event->body).balance == 725);
+  CHECK(run({"buy", "alice", "nothing"}) == 1);
+  Reply rejected = replyOf(out);
+  REQUIRE(rejected.rejection());
+  CHECK(rejected.rejection()->reason == RejectReason::unknownProduct);
+  CHECK(err.find("unknownProduct") != std::string::npos);
+
+  // ping: the round trip, the server id, the head.
+  CHECK(run({"ping"}) == 0);
+  CHECK(out.find("\"serverId\":\"") != std::string::npos);
+  CHECK(out.find("\"headSeq\":4") != std::string::npos);
+  CHECK(Process::run({SHOPCTL_PATH, "ping", "--endpoint", server.commands()}, &out, &err) == 0);
+  CHECK(out.find("pong from " + server.commands()) != std::string::npos);
+
+  // Per-subcommand help, and a usage error for a missing argument.
+  CHECK(Process::run({SHOPCTL_PATH, "tail", "--help"}, &out, &err) == 0);
+  CHECK(out.find("--until-head") != std::string::npos);
+  CHECK(Process::run({SHOPCTL_PATH, "deposit", "alice"}, &out, &err) == 2);
+}
+
+TEST_CASE("shopctl tail --from earliest --until-head stops at the head, past a dropped seq 1") {
+  // A retention of 3: seq 1 has left memory when the tail starts.
+  EmbeddedServer server(EmbeddedServer::defaultConfig(), EngineConfig{.shards = 1, .retention = 3});
+  Shopctl shopctl{server};
+  for (int i = 0; i < 5; ++i) REQUIRE(shopctl({"create", "c" + std::to_string(i), "1"}) == 0);
+  std::string out, err;
+  CHECK(Process::run({SHOPCTL_PATH, "tail", "--from", "earliest", "--until-head", "--endpoint",
+                      server.commands(), "--events", server.events()},
+                     &out, &err) == 0);
+  std::vector<std::pair<Seq, std::string>> lines;
+  std::stringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    capnp::JsonCodec json;
+    json.handleByAnnotation<wire::Event>();
+    capnp::MallocMessageBuilder message;
+    auto root = message.initRoot<wire::Event>();
+    json.decode(kj::StringPtr(line.c_str()), root);
+    lines.emplace_back(root.asReader().getSeq(),
+                       std::string(bus::fromWire(root.asReader()).customer()));
+  }
+  std::vector<std::pair<Seq, std::string>> expected = {{3, "c2"}, {4, "c3"}, {5, "c4"}};
+  CHECK(lines == expected);
+  // --count and --customer.
+  CHECK(Process::run({SHOPCTL_PATH, "tail", "--from", "earliest", "--count", "1", "--customer",
+                      "c4", "--endpoint", server.commands(), "--events", server.events()},
+                     &out, &err) == 0);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+  CHECK(out.find("\"c4\"") != std::string::npos);
+  CHECK(Process::run({SHOPCTL_PATH, "tail", "--from", "sometime"}, &out, &err) == 2);
 }
 
 TEST_CASE("shopctl tail prints every event as one JSON object per line, in order") {
@@ -295,8 +386,8 @@ TEST_CASE("shopd with CURVE: keygen, a listed key is served, others are not, SIG
     return Process::run(argv);
   };
   CHECK(shopctlAs("alice", "alice") == 0);
-  CHECK(shopctlAs("bob", "bob", false) == 2);      // unlisted key: no connection, a timeout
-  CHECK(shopctlAs(nullptr, "plain", false) == 2);  // no CURVE at all: the same
+  CHECK(shopctlAs("bob", "bob", false) == 3);      // unlisted key: no connection, a timeout
+  CHECK(shopctlAs(nullptr, "plain", false) == 3);  // no CURVE at all: the same
 
   {
     std::ofstream clients(dir + "/clients", std::ios::app);
