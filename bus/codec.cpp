@@ -57,10 +57,13 @@ void toWire(const Command& command, wire::Command::Builder out) {
           b.setQuantity(c.quantity);
         } else if constexpr (std::is_same_v<T, GetCustomer>) {
           out.initGetCustomer().setCustomer(textOf(c.customer));
-        } else {
+        } else if constexpr (std::is_same_v<T, ReadEvents>) {
           auto b = out.initReadEvents();
           b.setFromSeq(c.fromSeq);
           b.setMaxCount(c.maxCount);
+        } else {
+          static_assert(std::is_same_v<T, GetStats>);
+          out.initGetStats();
         }
       },
       command.body);
@@ -111,6 +114,9 @@ Command fromWire(wire::Command::Reader in, const CommandId& id) {
       out.body = ReadEvents{c.getFromSeq(), c.getMaxCount()};
       break;
     }
+    case wire::Command::GET_STATS:
+      out.body = GetStats{};
+      break;
     default:
       throw DecodeError("unknown command kind " + std::to_string(static_cast<int>(in.which())) +
                         " (a newer client?)");
@@ -197,6 +203,9 @@ void toWire(const Reply& reply, wire::Reply::Builder out) {
                        .oldestSeq = reply.oldestSeq},
              out);
       break;
+    case ReplyStatus::stats:
+      toWire(*reply.stats, out.initStats());
+      break;
   }
 }
 
@@ -245,7 +254,31 @@ void toWire(const ReplyView& reply, wire::Reply::Builder out) {
       r.setOldestSeq(reply.oldestSeq);
       break;
     }
+    case ReplyStatus::stats:
+      toWire(*reply.stats, out.initStats());
+      break;
   }
+}
+
+void toWire(const ShopStats& stats, wire::ShopStats::Builder out) {
+  out.setVersion(stats.version);
+  out.setServerId(stats.serverId);
+  out.setUptimeMs(stats.uptimeMs);
+  out.setHeadSeq(stats.headSeq);
+  out.setCustomers(stats.customers);
+  out.setProducts(stats.products);
+  out.setInFlight(stats.inFlight);
+  out.setCommandsPerSecond(stats.commandsPerSecond);
+  auto list = out.initRejections(static_cast<unsigned>(stats.rejections.size()));
+  for (unsigned i = 0; i < stats.rejections.size(); ++i) {
+    list[i].setReason(static_cast<wire::RejectReason>(stats.rejections[i].first));
+    list[i].setCount(stats.rejections[i].second);
+  }
+  out.setDedupeSize(stats.dedupeSize);
+  out.setDedupeCapacity(stats.dedupeCapacity);
+  out.setLogSize(stats.logSize);
+  out.setLogCapacity(stats.logCapacity);
+  out.setRssBytes(stats.rssBytes);
 }
 
 ClientReply fromWire(wire::Reply::Reader in) {
@@ -294,6 +327,29 @@ ClientReply fromWire(wire::Reply::Reader in) {
       r.status = ReplyStatus::retired;
       r.seq = retired.getSeq();
       r.oldestSeq = retired.getOldestSeq();
+      break;
+    }
+    case wire::Reply::STATS: {
+      auto s = in.getStats();
+      ShopStats stats{.version = text(s.getVersion()),
+                      .serverId = s.getServerId(),
+                      .uptimeMs = s.getUptimeMs(),
+                      .headSeq = s.getHeadSeq(),
+                      .customers = s.getCustomers(),
+                      .products = s.getProducts(),
+                      .inFlight = s.getInFlight(),
+                      .commandsPerSecond = s.getCommandsPerSecond(),
+                      .rejections = {},
+                      .dedupeSize = s.getDedupeSize(),
+                      .dedupeCapacity = s.getDedupeCapacity(),
+                      .logSize = s.getLogSize(),
+                      .logCapacity = s.getLogCapacity(),
+                      .rssBytes = s.getRssBytes()};
+      for (auto c : s.getRejections()) {
+        stats.rejections.emplace_back(reasonFromWire(c.getReason()), c.getCount());
+      }
+      r.status = ReplyStatus::stats;
+      r.stats = std::move(stats);
       break;
     }
     case wire::Reply::EVENTS: {

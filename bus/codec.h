@@ -44,6 +44,7 @@ void toWire(const Command& command, wire::Command::Builder out);
 void toWire(const Reply& reply, wire::Reply::Builder out);
 void toWire(const ReplyView& reply, wire::Reply::Builder out);
 void toWire(const CustomerView& view, wire::CustomerView::Builder out);
+void toWire(const ShopStats& stats, wire::ShopStats::Builder out);
 
 // Wire -> domain. Throws DecodeError (bad commandId, unknown union member
 // from a newer peer) or kj::Exception (a broken message).

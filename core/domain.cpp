@@ -68,6 +68,8 @@ std::string_view name(CommandKind kind) {
       return "getCustomer";
     case CommandKind::readEvents:
       return "readEvents";
+    case CommandKind::getStats:
+      return "getStats";
   }
   return "unknown";
 }

@@ -48,6 +48,7 @@ enum class CommandKind : uint8_t {
   restock,
   getCustomer,
   readEvents,
+  getStats,
 };
 std::string_view name(CommandKind kind);
 
@@ -87,8 +88,10 @@ struct ReadEvents {
 };
 
 // Alternative order matches CommandKind.
+struct GetStats {};
+
 using CommandBody = std::variant<CreateCustomer, Deposit, BuyProduct, ReturnProduct, AddProduct,
-                                 Restock, GetCustomer, ReadEvents>;
+                                 Restock, GetCustomer, ReadEvents, GetStats>;
 
 struct Command {
   CommandId id;
@@ -232,7 +235,26 @@ std::string serverIdHex(uint64_t id);
 
 // `retired`: a retry of a mutation accepted earlier, whose event has left
 // the log's retention; the reply carries its seq, not the event.
-enum class ReplyStatus : uint8_t { accepted, rejected, customer, events, retired };
+enum class ReplyStatus : uint8_t { accepted, rejected, customer, events, retired, stats };
+
+// What a server says about itself (GetStats).
+struct ShopStats {
+  std::string version;
+  uint64_t serverId = 0;
+  uint64_t uptimeMs = 0;
+  Seq headSeq = 0;
+  uint64_t customers = 0;
+  uint64_t products = 0;
+  uint64_t inFlight = 0;
+  double commandsPerSecond = 0;                               // received, over the last 10 s
+  std::vector<std::pair<RejectReason, uint64_t>> rejections;  // since the process started
+  uint64_t dedupeSize = 0;
+  uint64_t dedupeCapacity = 0;
+  uint64_t logSize = 0;
+  uint64_t logCapacity = 0;
+  uint64_t rssBytes = 0;
+  bool operator==(const ShopStats&) const = default;
+};
 
 // The one answer to one command. Mutations carry their event (with its seq);
 // rejections carry the OperationRejected event that was published for them.
@@ -241,6 +263,7 @@ struct Reply {
   ReplyStatus status = ReplyStatus::accepted;
   std::optional<Event> event;            // accepted and rejected
   std::optional<CustomerView> customer;  // status == customer
+  std::optional<ShopStats> stats;        // status == stats
   EventPage page;                        // status == events
   Seq oldestSeq = 0;                     // rejected with retentionExceeded; retired
   Seq seq = 0;                           // retired: the seq of the original event

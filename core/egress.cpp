@@ -26,6 +26,9 @@ Reply toReply(const ReplyView& view) {
     case ReplyStatus::customer:
       out.customer = *view.customer;
       break;
+    case ReplyStatus::stats:
+      out.stats = *view.stats;
+      break;
     case ReplyStatus::events:
       out.page.headSeq = view.headSeq;
       out.page.capped = view.capped;

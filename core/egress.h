@@ -49,6 +49,8 @@ struct ReplyView {
   Seq oldestSeq = 0;  // rejected with retentionExceeded; retired
   // customer
   const CustomerView* customer = nullptr;
+  // stats
+  const ShopStats* stats = nullptr;
   // events: the log's seqs [first, first + count), or, read from the
   // journal, `messages` (count of them); and the head when read
   const EventLog* log = nullptr;

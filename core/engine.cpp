@@ -6,6 +6,10 @@
 #include <future>
 #include <random>
 
+#include <time.h>
+#include <unistd.h>
+#include <cstdio>
+
 #include "core/check.h"
 #include "core/saga.h"
 #include "core/validation.h"
@@ -29,7 +33,24 @@ namespace {
 constexpr size_t kDrainBatch = 256;
 
 bool isQuery(CommandKind kind) {
-  return kind == CommandKind::getCustomer || kind == CommandKind::readEvents;
+  return kind == CommandKind::getCustomer || kind == CommandKind::readEvents ||
+         kind == CommandKind::getStats;
+}
+
+// Seconds of a coarse monotonic clock: cheap enough for every batch.
+int64_t coarseSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return ts.tv_sec;
+}
+
+uint64_t residentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long long pages = 0, resident = 0;
+  int got = std::fscanf(f, "%llu %llu", &pages, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 // Transient outcomes are not remembered: the command was not applied, so a
@@ -97,6 +118,7 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
                      ? encoder_.append(encoded, scratchEvent_.timestampNs, log_)
                      : encoder_.append(scratchEvent_, log_);
   events_.append(PublishedEvent{scratchEvent_, message});
+  count(scratchEvent_.body, false);
   if (nextSnapshotAt_ != 0 && scratchEvent_.seq >= nextSnapshotAt_ && !barrier_ &&
       !config_.snapshots->busy()) {
     barrier_ = true;  // commit() takes the cut once the operations in flight finish
@@ -285,6 +307,7 @@ void Engine::prefetch(const Command& command) const {
 
 void Engine::refuse(const Command& command, uint64_t tag, RejectReason reason, std::string detail) {
   assertOwner();
+  ++commandsReceived_;
   // Validation still comes first: an invalid id is never echoed raw.
   if (auto invalid = validate(command)) {
     reason = invalid->reason;
@@ -295,9 +318,14 @@ void Engine::refuse(const Command& command, uint64_t tag, RejectReason reason, s
 
 void Engine::submit(Command command, uint64_t tag) {
   assertOwner();
+  ++commandsReceived_;
   CommandKind kind = command.kind();
   if (kind == CommandKind::readEvents) {
     serveRead(command, tag);
+    return;
+  }
+  if (kind == CommandKind::getStats) {
+    serveStats(command, tag);
     return;
   }
   // Queries are answered fresh each time; only mutations are deduplicated.
@@ -398,7 +426,55 @@ void Engine::checkpoint() {
   config_.snapshots->submit(std::move(job));
 }
 
+void Engine::count(const EventBody& body, bool recovered) {
+  if (std::holds_alternative<CustomerCreated>(body)) {
+    ++customers_;
+  } else if (const auto* rejected = std::get_if<OperationRejected>(&body); rejected && !recovered) {
+    ++rejectedBy_[std::min<size_t>(static_cast<size_t>(rejected->reason), rejectedBy_.size() - 1)];
+  }
+}
+
+void Engine::serveStats(const Command& command, uint64_t tag) {
+  ShopStats& s = scratchStats_;
+  s.version = config_.version;
+  s.serverId = serverId_;
+  s.uptimeMs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - started_)
+                                         .count());
+  s.headSeq = log_.headSeq();
+  s.customers = customers_;
+  s.products = stockBySeq_.size();
+  s.inFlight = inFlight_;
+  s.commandsPerSecond = 0;
+  if (!receivedBySecond_.empty()) {
+    auto [since, before] = receivedBySecond_.front();
+    int64_t seconds = coarseSeconds() - since;
+    if (seconds > 0) {
+      s.commandsPerSecond =
+          static_cast<double>(commandsReceived_ - before) / static_cast<double>(seconds);
+    }
+  }
+  s.rejections.clear();
+  for (size_t r = 0; r < rejectedBy_.size(); ++r) {
+    if (rejectedBy_[r] != 0)
+      s.rejections.emplace_back(static_cast<RejectReason>(r), rejectedBy_[r]);
+  }
+  s.dedupeSize = dedupe_.size();
+  s.dedupeCapacity = dedupe_.capacity();
+  s.logSize = log_.size();
+  s.logCapacity = log_.retention();
+  s.rssBytes = residentBytes();
+  replies_.reply(tag,
+                 ReplyView{.commandId = command.id, .status = ReplyStatus::stats, .stats = &s});
+}
+
 void Engine::commit() {
+  // Once a second: where the count of commands received stood, for the rate.
+  if (int64_t now = coarseSeconds();
+      receivedBySecond_.empty() || receivedBySecond_.back().first != now) {
+    receivedBySecond_.emplace_back(now, commandsReceived_);
+    while (receivedBySecond_.size() > 11) receivedBySecond_.pop_front();
+  }
   if (barrier_ && inFlight_ == deferredOps_) checkpoint();
   if (anyStaged_) {
     for (size_t k = 0; k < staged_.size(); ++k) {
@@ -537,7 +613,10 @@ void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
   std::copy(message.begin(), message.end(), stored.begin());
   // Up to the snapshot's seq, its aggregates already hold the event.
   const bool folded = event.seq <= restoredSeq_;
-  if (!folded) foldStock(event.body);
+  if (!folded) {
+    foldStock(event.body);
+    count(event.body, true);
+  }
 
   // The window as the live run left it: the same outcomes, remembered in
   // the same (seq) order, so the same ones were evicted. A forbidden
@@ -595,6 +674,7 @@ SnapshotInfo Engine::restoreSnapshot(const std::string& path) {
   recovering_ = std::move(into.shards);
   stockBySeq_ = std::move(into.stock);
   restoredSeq_ = info.seq;
+  customers_ = info.customers;
   log_.startAfter(info.replayFrom - 1);
   if (nextSnapshotAt_ != 0) nextSnapshotAt_ = info.seq + config_.snapshots->config().every;
   return info;

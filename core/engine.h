@@ -9,7 +9,10 @@
 //   replies:     one per request → ReplySink; the gate slot is released
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +58,8 @@ struct EngineConfig {
   // Aggregates a shard encodes for a snapshot between two batches of tasks:
   // 512 take about half a millisecond, the most a command waits for one.
   size_t checkpointSlice = 512;
+  // What GetStats reports as the server's version.
+  std::string version = "unknown";
 };
 
 // A random 64-bit server id, never 0.
@@ -189,6 +194,9 @@ class Engine {
   ReplyView rejectNow(const Command& command, RejectReason reason, std::string detail);
   void replyFromWindow(const CommandId& id, const DedupeOutcome& outcome, uint64_t tag);
   void serveRead(const Command& command, uint64_t tag);
+  void serveStats(const Command& command, uint64_t tag);
+  // Counts what GetStats reports about a published or recovered event.
+  void count(const EventBody& body, bool recovered);
   // Replies with the pages the history reader has finished; returns how many.
   size_t serveHistory();
   void assertOwner() const;
@@ -213,6 +221,14 @@ class Engine {
   bool barrier_ = false;
   std::vector<std::vector<ShardTask>> deferred_;
   size_t deferredOps_ = 0;
+  // GetStats: counted as events are published or recovered.
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  uint64_t customers_ = 0;
+  uint64_t commandsReceived_ = 0;
+  std::array<uint64_t, 32> rejectedBy_{};  // by RejectReason, since this process started
+  // (second, commandsReceived_) once a second, the last 10 s: the rate.
+  std::deque<std::pair<int64_t, uint64_t>> receivedBySecond_;
+  ShopStats scratchStats_;
   Event scratchEvent_;         // reused by publish(): its strings keep their capacity
   std::string scratchDetail_;  // reused for details rebuilt from the window
   Wakeup wakeup_;

@@ -16,8 +16,8 @@ std::string text(capnp::Text::Reader t) {
 
 CommandKind kindFromWire(wire::CommandKind k) {
   auto v = static_cast<uint16_t>(k);
-  return v <= static_cast<uint16_t>(CommandKind::readEvents) ? static_cast<CommandKind>(v)
-                                                             : CommandKind::createCustomer;
+  return v <= static_cast<uint16_t>(CommandKind::getStats) ? static_cast<CommandKind>(v)
+                                                           : CommandKind::createCustomer;
 }
 
 }  // namespace

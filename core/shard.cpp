@@ -300,6 +300,7 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       return;
     }
     case CommandKind::readEvents:
+    case CommandKind::getStats:
       break;
   }
   throw std::logic_error("command kind not handled by a shard");

@@ -127,7 +127,7 @@ std::optional<Rejection> validate(const Command& command) {
         } else if constexpr (std::is_same_v<T, GetCustomer>) {
           return checkIdField("customer", c.customer);
         } else {
-          static_assert(std::is_same_v<T, ReadEvents>);
+          static_assert(std::is_same_v<T, ReadEvents> || std::is_same_v<T, GetStats>);
           return std::nullopt;
         }
       },

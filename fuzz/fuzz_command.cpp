@@ -74,7 +74,8 @@ const AddProduct kProducts[] = {{"apple", 150, 1000}, {"banana", 45, 1000}, {"tv
 const CreateCustomer kCustomers[] = {{"alice", 100'000}, {"bob", 0}};
 
 bool isQuery(CommandKind kind) {
-  return kind == CommandKind::getCustomer || kind == CommandKind::readEvents;
+  return kind == CommandKind::getCustomer || kind == CommandKind::readEvents ||
+         kind == CommandKind::getStats;
 }
 
 std::string hexOf(std::string_view bytes) {
@@ -216,6 +217,9 @@ class Recorder final : public EventSink, public ReplySink {
       case ReplyStatus::retired:
         FUZZ_EXPECT(direct.seq == sent.seq && direct.oldestSeq == sent.oldestSeq, "retired");
         break;
+      case ReplyStatus::stats:
+        FUZZ_EXPECT(direct.stats && sent.stats && *direct.stats == *sent.stats, "stats");
+        break;
     }
   }
 
@@ -245,6 +249,8 @@ bool sameOutcome(const Reply& a, const Reply& b) {
       return a.page.capped == b.page.capped;
     case ReplyStatus::retired:
       return a.seq == b.seq && a.oldestSeq == b.oldestSeq;
+    case ReplyStatus::stats:  // a query: answered afresh each time
+      return a.stats && b.stats && a.stats->serverId == b.stats->serverId;
   }
   return false;
 }

@@ -178,6 +178,8 @@ void writeCommands(const fs::path& dir) {
   };
   for (const auto& f : findings) write(dir / (std::string("crash-") + f.name), f.bytes);
   std::printf("%zu known-finding reproducers in %s\n", findings.size(), dir.c_str());
+  // Added after the findings, so that the ids above stay as they were.
+  write(dir / "seed-get-stats", frameOf(cmd(GetStats{})));
 }
 
 void writeCatalogs(const fs::path& dir, const fs::path& defaultCatalog) {

@@ -32,6 +32,7 @@ struct Command {
     restock        @6 :Restock;
     getCustomer    @7 :GetCustomer;
     readEvents     @8 :ReadEvents;
+    getStats       @9 :GetStats;
   }
 }
 
@@ -77,6 +78,9 @@ struct ReadEvents {
   maxCount @1 :UInt32;        # 0 means the server's page limit
 }
 
+# The server's figures (ShopStats). A query: nothing is published.
+struct GetStats {}
+
 # The kind of a command, carried in OperationRejected.
 enum CommandKind {
   createCustomer @0;
@@ -87,6 +91,7 @@ enum CommandKind {
   restock        @5;
   getCustomer    @6;
   readEvents     @7;
+  getStats       @8;
 }
 
 enum RejectReason {
@@ -214,7 +219,31 @@ struct Reply {
     events    @5 :EventPage;     # answer to ReadEvents
     retired   @6 :RetiredOutcome;  # a retry of a command accepted earlier whose event has
                                    # left retention: the outcome without the event
+    stats     @7 :ShopStats;       # answer to GetStats
   }
+}
+
+# What the server says about itself (GetStats): a query, never published.
+struct ShopStats {
+  version           @0 :Text;    # the server's version and git describe
+  serverId          @1 :UInt64;
+  uptimeMs          @2 :UInt64;
+  headSeq           @3 :UInt64;
+  customers         @4 :UInt64;
+  products          @5 :UInt64;
+  inFlight          @6 :UInt64;  # operations admitted and not yet final
+  commandsPerSecond @7 :Float64; # commands received, over the last 10 s
+  rejections        @8 :List(RejectionCount);  # since this process started, by reason
+  dedupeSize        @9 :UInt64;  # completed commandIds remembered
+  dedupeCapacity    @10 :UInt64;
+  logSize           @11 :UInt64; # events retained in memory
+  logCapacity       @12 :UInt64;
+  rssBytes          @13 :UInt64; # the server process's resident memory
+}
+
+struct RejectionCount {
+  reason @0 :RejectReason;
+  count  @1 :UInt64;
 }
 
 # The compact outcome the dedupe window remembers, for a retry whose event

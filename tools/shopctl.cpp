@@ -173,9 +173,64 @@ int runCommand(const Options& o, shop::CommandBody body) {
       }
       return kAccepted;
     case shop::ReplyStatus::events:
+    case shop::ReplyStatus::stats:
       break;
   }
   return kUsage;
+}
+
+std::string duration(uint64_t ms) {
+  uint64_t s = ms / 1000;
+  char text[64];
+  std::snprintf(
+      text, sizeof text, "%llud %02lluh %02llum %02llus",
+      static_cast<unsigned long long>(s / 86400), static_cast<unsigned long long>(s / 3600 % 24),
+      static_cast<unsigned long long>(s / 60 % 60), static_cast<unsigned long long>(s % 60));
+  return text;
+}
+
+int runStats(const Options& o) {
+  Answer answer = call(o, shop::GetStats{});
+  if (!answer.reply) return answer.code;
+  const shop::Reply& reply = *answer.reply;
+  if (o.json) std::printf("%s\n", replyJson(reply).c_str());
+  if (reply.status != shop::ReplyStatus::stats) {
+    if (const auto* rejection = reply.rejection()) {
+      std::fprintf(stderr, "shopctl: rejected: %s: %s\n",
+                   std::string(shop::name(rejection->reason)).c_str(), rejection->detail.c_str());
+    }
+    return kRejected;
+  }
+  if (o.json) return kAccepted;
+  const shop::ShopStats& s = *reply.stats;
+  auto row = [](const char* name, const std::string& value) {
+    std::printf("%-22s %s\n", name, value.c_str());
+  };
+  auto of = [](uint64_t n, uint64_t capacity) {
+    return std::to_string(n) + " of " + std::to_string(capacity);
+  };
+  row("version", s.version);
+  row("server id", shop::serverIdHex(s.serverId));
+  row("uptime", duration(s.uptimeMs));
+  row("head seq", std::to_string(s.headSeq));
+  row("customers", std::to_string(s.customers));
+  row("products", std::to_string(s.products));
+  row("in flight", std::to_string(s.inFlight));
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.1f", s.commandsPerSecond);
+  row("commands/s (10 s)", rate);
+  row("dedupe window", of(s.dedupeSize, s.dedupeCapacity));
+  row("events in memory", of(s.logSize, s.logCapacity));
+  char rss[32];
+  std::snprintf(rss, sizeof rss, "%.1f MB", static_cast<double>(s.rssBytes) / 1e6);
+  row("resident memory", rss);
+  std::string rejections;
+  for (const auto& [reason, n] : s.rejections) {
+    if (!rejections.empty()) rejections += ", ";
+    rejections += std::string(shop::name(reason)) + " " + std::to_string(n);
+  }
+  row("rejections", rejections.empty() ? "none" : rejections);
+  return kAccepted;
 }
 
 int runPing(const Options& o) {
@@ -375,6 +430,9 @@ int main(int argc, char** argv) {
   tail->add_option("--customer", t.customer, "only this customer's events");
   tail->add_option("--product", t.product, "only events about this product");
   auto* ping = command("ping", "the round trip to shopd, its server id and head seq");
+  auto* stats = command("stats",
+                        "the server's figures: version, uptime, head, customers, products, "
+                        "commands/s, rejections, memory");
   std::string keyName;
   auto* keygen =
       command("keygen", "write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub");
@@ -402,6 +460,7 @@ int main(int argc, char** argv) {
     }
     if (tail->parsed()) return runTail(o, t);
     if (ping->parsed()) return runPing(o);
+    if (stats->parsed()) return runStats(o);
     return runCommand(o, std::move(*body));
   } catch (const shop::bus::KeyError& e) {
     std::fprintf(stderr, "shopctl: %s\n", e.what());

@@ -255,6 +255,7 @@ int main(int argc, char** argv) {
     if (!options.journal.dir.empty()) journal = std::make_unique<shop::Journal>(options.journal);
     options.server.journal = journal.get();
     options.engine.historyDir = options.journal.dir;  // ReadEvents beyond memory
+    options.engine.version = SHOP_VERSION;
     // Snapshots wait for the journal to hold their seq; with --snapshot-every
     // 0 the writer still knows which segments remain.
     std::unique_ptr<shop::SnapshotWriter> snapshots;

@@ -379,3 +379,35 @@ TEST_CASE("a restock decided while a buy holds reserved units states the replaye
   h.engine.drain();
   CHECK(h.engine.snapshot().products.at("kettle").stock == 13);
 }
+
+TEST_CASE("GetStats reports the engine's figures and publishes nothing") {
+  EngineHarness h{EngineConfig{.shards = 2, .retention = 100, .dedupeWindow = 50}};
+  h.run(AddProduct{"apple", 150, 10});
+  h.run(AddProduct{"pear", 90, 10});
+  for (const char* c : {"alice", "bob", "carol"}) h.run(CreateCustomer{c, 200});
+  h.run(BuyProduct{"alice", "apple", 5});  // insufficientFunds
+  h.run(CreateCustomer{"bob", 1});         // customerExists
+  h.run(GetCustomer{"nobody"});            // a query's rejection: not an event, not counted
+  const size_t published = h.listener.events.size();
+
+  Reply reply = h.run(GetStats{});
+  REQUIRE(reply.status == ReplyStatus::stats);
+  REQUIRE(reply.stats);
+  const ShopStats& s = *reply.stats;
+  CHECK(s.version == "unknown");
+  CHECK(s.serverId == h.engine.serverId());
+  CHECK(s.headSeq == 7);
+  CHECK(s.customers == 3);
+  CHECK(s.products == 2);
+  CHECK(s.inFlight == 0);
+  CHECK(s.rejections ==
+        std::vector<std::pair<RejectReason, uint64_t>>{{RejectReason::customerExists, 1},
+                                                       {RejectReason::insufficientFunds, 1}});
+  CHECK(s.dedupeSize == 7);
+  CHECK(s.dedupeCapacity == 50);
+  CHECK(s.logSize == 7);
+  CHECK(s.logCapacity == 100);
+  CHECK(s.rssBytes > 0);
+  CHECK(s.commandsPerSecond >= 0);
+  CHECK(h.listener.events.size() == published);  // a query publishes nothing
+}

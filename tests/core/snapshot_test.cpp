@@ -241,6 +241,10 @@ TEST_CASE("recovery from a snapshot and the journal's tail is the engine that wr
     CHECK(shop.h.engine.log().headSeq() == head);
     CHECK(shop.h.engine.serverId() == serverId);
     CHECK(shop.h.engine.log().oldestSeq() == head - 200 + 1);  // the retention, back in memory
+    Reply stats = shop.h.run(GetStats{});
+    REQUIRE(stats.stats);
+    CHECK(stats.stats->customers == 40);  // from the snapshot's count
+    CHECK(stats.stats->products == 6);
 
     // Retried across the restart: the original outcome, nothing applied.
     Reply again = shop.h.run(Deposit{"c1", 250}, deposit);

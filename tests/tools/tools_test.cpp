@@ -146,6 +146,19 @@ TEST_CASE("shopctl: options after the subcommand, endpoints from the environment
   CHECK(Process::run({SHOPCTL_PATH, "ping", "--endpoint", server.commands()}, &out, &err) == 0);
   CHECK(out.find("pong from " + server.commands()) != std::string::npos);
 
+  // stats: a table for people, a ShopStats in JSON.
+  CHECK(Process::run({SHOPCTL_PATH, "stats", "--endpoint", server.commands()}, &out, &err) == 0);
+  std::string customersRow = "customers";
+  customersRow.resize(22, ' ');
+  CHECK(out.find(customersRow + " 1\n") != std::string::npos);
+  CHECK(out.find("unknownProduct 1") != std::string::npos);
+  CHECK(run({"stats"}) == 0);
+  Reply stats = replyOf(out);
+  REQUIRE(stats.stats);
+  CHECK(stats.stats->customers == 1);
+  CHECK(stats.stats->headSeq == 4);
+  CHECK(stats.stats->rssBytes > 0);
+
   // Per-subcommand help, and a usage error for a missing argument.
   CHECK(Process::run({SHOPCTL_PATH, "tail", "--help"}, &out, &err) == 0);
   CHECK(out.find("--until-head") != std::string::npos);

@@ -67,7 +67,7 @@ json countsByName(size_t ordinals, const std::function<uint64_t(Enum)>& count) {
 
 // The ordinals this build knows: one past the last enumerator.
 constexpr size_t kReasonCount = static_cast<size_t>(RejectReason::forbidden) + 1;
-constexpr size_t kCommandCount = static_cast<size_t>(CommandKind::readEvents) + 1;
+constexpr size_t kCommandCount = static_cast<size_t>(CommandKind::getStats) + 1;
 
 }  // namespace
 
