@@ -407,8 +407,10 @@ void Engine::checkpoint() {
   // at this task are the fold of the log up to its head.
   auto job = std::make_unique<SnapshotWriter::Job>();
   Seq seq = log_.headSeq();
-  // The journal must keep what rebuilds the retention and the dedupe window.
-  Seq replayFrom = seq >= log_.retention() ? seq - log_.retention() + 1 : 1;
+  // The journal must keep what rebuilds the retention and the dedupe window
+  // as they are now: what they hold, not what they could hold (a retention
+  // raised across a restart holds no more than the journal had).
+  Seq replayFrom = log_.oldestSeq();
   if (Seq oldest = dedupe_.oldestSeq(); oldest != 0) replayFrom = std::min(replayFrom, oldest);
   job->info = SnapshotInfo{.seq = seq, .serverId = serverId_, .replayFrom = replayFrom};
   job->parts.resize(shards_.size());

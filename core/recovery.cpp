@@ -1,6 +1,7 @@
 #include "core/recovery.h"
 
 #include <chrono>
+#include <filesystem>
 
 namespace shop {
 
@@ -15,6 +16,7 @@ RecoveryReport recoverEngine(Journal& journal, Engine& engine) {
       // snapshot was synced, the journal's tail was not.
       report.skipped.push_back(path + ": seq " + std::to_string(seq) +
                                " is past the journal's last seq " + std::to_string(end.lastSeq));
+      report.setAside.push_back(path);
       continue;
     }
     try {
@@ -22,6 +24,7 @@ RecoveryReport recoverEngine(Journal& journal, Engine& engine) {
       if (head.serverId != end.serverId) {
         report.skipped.push_back(path + ": written by server " + serverIdHex(head.serverId) +
                                  ", the journal is server " + serverIdHex(end.serverId) + "'s");
+        report.setAside.push_back(path);
         continue;
       }
       report.snapshot = engine.restoreSnapshot(path);
@@ -29,9 +32,17 @@ RecoveryReport recoverEngine(Journal& journal, Engine& engine) {
       break;
     } catch (const SnapshotCorrupt& e) {
       report.skipped.push_back(e.what());
+      report.setAside.push_back(path);
     } catch (const std::system_error& e) {
       report.skipped.push_back(path + ": " + e.what());
     }
+  }
+  // A snapshot passed over is set aside, never left where a later start or
+  // the writer's clean-up could take it for a good one: a snapshot past the
+  // journal's end would describe events the restarted server writes anew.
+  for (const auto& path : report.setAside) {
+    std::error_code error;
+    std::filesystem::rename(path, path + ".unused", error);
   }
   if (!report.snapshot && !report.skipped.empty() && end.lastSeq == 0) {
     throw JournalCorrupt(dir, 0,

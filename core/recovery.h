@@ -17,7 +17,10 @@ struct RecoveryReport {
   std::optional<SnapshotInfo> snapshot;  // the one recovery started from
   std::string snapshotPath;
   std::vector<std::string> skipped;  // snapshots not used, each with why
-  Seq replayed = 0;                  // events applied to aggregates after the snapshot
+  // Of those, the ones renamed to <name>.unused: damaged, another server's,
+  // or past the journal's end.
+  std::vector<std::string> setAside;
+  Seq replayed = 0;  // events applied to aggregates after the snapshot
   double seconds = 0;
 };
 

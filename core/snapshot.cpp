@@ -376,6 +376,7 @@ void SnapshotWriter::write(Job& job) {
   auto [path, bytes] = writeSnapshot(config_.dir, job.info, parts);
   stats_.written.fetch_add(1, std::memory_order_relaxed);
   stats_.lastSeq.store(job.info.seq, std::memory_order_relaxed);
+  lastReplayFrom_ = job.info.replayFrom;
   uint64_t customers = 0, products = 0;
   for (const auto& part : parts) {
     customers += part.customers;
@@ -388,28 +389,35 @@ void SnapshotWriter::write(Job& job) {
           path.c_str(), static_cast<unsigned long long>(job.info.seq),
           static_cast<unsigned long long>(customers), static_cast<unsigned long long>(products),
           static_cast<double>(bytes) / 1e6, ms);
-  prune();
+  try {
+    prune();
+  } catch (const std::exception& e) {
+    // The snapshot is written; only the clean-up is left for the next one.
+    logLine("snapshot", "old snapshots and segments not deleted: %s", e.what());
+  }
 }
 
 void SnapshotWriter::prune() {
   auto snapshots = listSnapshots(config_.dir);
-  for (size_t i = config_.keepSnapshots; i < snapshots.size(); ++i) {
-    fs::remove(snapshots[i].second);
-  }
+  const size_t keep = std::max<size_t>(config_.keepSnapshots, 1);
+  for (size_t i = keep; i < snapshots.size(); ++i) fs::remove(snapshots[i].second);
   if (config_.keepSegments || snapshots.empty()) return;
-  // The oldest snapshot kept must still recover: keep what it replays.
-  size_t oldestKept = std::min(snapshots.size(), config_.keepSnapshots) - 1;
-  Seq keepFrom = readSnapshotInfo(snapshots[oldestKept].second).replayFrom;
+  // Every snapshot kept must still recover: keep what the one that replays
+  // from furthest back needs.
+  Seq keepFrom = lastReplayFrom_;
+  for (size_t i = 0; i < std::min(snapshots.size(), keep); ++i) {
+    keepFrom = std::min(keepFrom, readSnapshotInfo(snapshots[i].second).replayFrom);
+  }
   auto segments = journalSegments(config_.dir);
   size_t deleted = 0;
   // A segment goes once the next one starts at or before keepFrom; the
   // newest (being written) never does.
-  while (deleted + 1 < segments.size() && segments[deleted + 1].first <= keepFrom) {
-    fs::remove(segments[deleted].second);
-    ++deleted;
-  }
+  while (deleted + 1 < segments.size() && segments[deleted + 1].first <= keepFrom) ++deleted;
   if (deleted == 0) return;
+  // Readers learn the new start before the files go, so that none is sent
+  // to a segment about to be deleted.
   journalStart_.store(segments[deleted].first, std::memory_order_release);
+  for (size_t i = 0; i < deleted; ++i) fs::remove(segments[i].second);
   stats_.segmentsDeleted.fetch_add(deleted, std::memory_order_relaxed);
   logLine("snapshot", "deleted %zu journal segment%s before seq %llu (a snapshot covers them)",
           deleted, deleted == 1 ? "" : "s",

@@ -167,6 +167,7 @@ class SnapshotWriter {
   std::condition_variable idle_;
   std::atomic<bool> stopping_{false};
   std::atomic<Seq> journalStart_{0};
+  Seq lastReplayFrom_ = 0;  // writer thread: of the snapshot just written
   Stats stats_;
   moodycamel::BlockingConcurrentQueue<std::unique_ptr<Job>> jobs_;
   std::thread thread_;
