@@ -338,7 +338,7 @@ void Shard::beginCheckpoint(std::promise<SnapshotPart>* out) {
   // Every operation before this task has finished (the engine saw to it),
   // so the aggregates now are the fold of the log up to the cut.
   SHOP_CHECK(!checkpoint_, "shard %u: a checkpoint while one is open", index_);
-  checkpoint_.emplace();
+  checkpoint_ = std::make_unique<Checkpoint>();
   checkpoint_->out = out;
   checkpoint_->epoch = ++epoch_;
   checkpoint_->customers = customerOrder_.size();

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -176,7 +177,9 @@ class Shard {
   std::vector<std::pair<const std::string*, Customer*>> customerOrder_;
   std::vector<std::pair<const std::string*, Product*>> productOrder_;
   uint32_t epoch_ = 0;  // of the newest checkpoint
-  std::optional<Checkpoint> checkpoint_;
+  // A pointer, not an optional: clang cannot tell a nested struct with
+  // member initializers is default-constructible inside its enclosing class.
+  std::unique_ptr<Checkpoint> checkpoint_;
   std::unordered_set<std::string> armedFaults_;
   std::vector<ShardOutcome> pendingOut_;
   EventEncoder encoder_;
