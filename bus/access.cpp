@@ -155,7 +155,8 @@ AccessControl::AccessControl(zmq::context_t& context, AccessConfig config)
     : config_(std::move(config)),
       zap_(context, zmq::socket_type::rep),
       commandsMonitor_(context, zmq::socket_type::pair),
-      eventsMonitor_(context, zmq::socket_type::pair) {
+      eventsMonitor_(context, zmq::socket_type::pair),
+      jsonEventsMonitor_(context, zmq::socket_type::pair) {
   if (!config_.secretKeyFile.empty()) {
     serverKeys_ = readKeyFile(config_.secretKeyFile);
     if (serverKeys_.secretKey.empty()) {
@@ -172,12 +173,13 @@ AccessControl::AccessControl(zmq::context_t& context, AccessConfig config)
   zap_.bind(kZapEndpoint);
   // ZeroMQ's I/O thread blocks when a monitor's pipe is full, so this side
   // takes every event: it drains them each turn.
-  for (auto* monitor : {&commandsMonitor_, &eventsMonitor_}) {
+  for (auto* monitor : {&commandsMonitor_, &eventsMonitor_, &jsonEventsMonitor_}) {
     monitor->set(zmq::sockopt::linger, 0);
     monitor->set(zmq::sockopt::rcvhwm, 0);
   }
   commandsMonitor_.connect(monitorEndpoint("commands"));
   eventsMonitor_.connect(monitorEndpoint("events"));
+  jsonEventsMonitor_.connect(monitorEndpoint("events.json"));
   thread_ = std::thread([this] { run(); });
 }
 
@@ -187,7 +189,7 @@ AccessControl::~AccessControl() {
   thread_.join();
 }
 
-void AccessControl::secure(zmq::socket_t& socket, const std::string& name) {
+void AccessControl::secure(zmq::socket_t& socket, const std::string& name, bool json) {
   if (curve()) {
     socket.set(zmq::sockopt::curve_server, true);
     socket.set(zmq::sockopt::curve_secretkey, serverKeys_.secretKey);
@@ -195,7 +197,7 @@ void AccessControl::secure(zmq::socket_t& socket, const std::string& name) {
   // With a domain set, ZeroMQ asks the handler about NULL connections too:
   // that is where the connection cap is kept.
   socket.set(zmq::sockopt::zap_domain, name);
-  if (zmq_socket_monitor(socket.handle(), monitorEndpoint(name).c_str(),
+  if (zmq_socket_monitor(socket.handle(), monitorEndpoint(json ? name + ".json" : name).c_str(),
                          ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0) {
     throw zmq::error_t();
   }
@@ -234,6 +236,7 @@ void AccessControl::run() {
       {commandsMonitor_.handle(), 0, ZMQ_POLLIN, 0},
       {eventsMonitor_.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, control_.fd(), ZMQ_POLLIN, 0},
+      {jsonEventsMonitor_.handle(), 0, ZMQ_POLLIN, 0},
   };
   if (config_.reloadFd >= 0) items.push_back({nullptr, config_.reloadFd, ZMQ_POLLIN, 0});
   using Clock = std::chrono::steady_clock;
@@ -258,7 +261,7 @@ void AccessControl::run() {
       trimAt.reset();
     }
     if (items[3].revents & ZMQ_POLLIN) control_.clear();
-    if (items.size() > 4 && (items[4].revents & ZMQ_POLLIN)) {
+    if (items.size() > 5 && (items[5].revents & ZMQ_POLLIN)) {
       char info[128];  // a signalfd_siginfo
       (void)::read(config_.reloadFd, info, sizeof info);
       reload_.store(true);
@@ -278,6 +281,7 @@ void AccessControl::run() {
     liveCommands_.store(live);
     live = liveEvents_.load();
     closed += countConnections(eventsMonitor_, live);
+    closed += countConnections(jsonEventsMonitor_, live);
     liveEvents_.store(live);
     if (closed > 0 && !trimAt) trimAt = Clock::now() + std::chrono::seconds(1);
     if (!paused_.load()) answer(zap_);

@@ -101,9 +101,11 @@ class AccessControl {
   const std::string& serverPublicKey() const { return serverKeys_.publicKey; }
 
   // Sets up a server socket before it binds: CURVE server keys, the ZAP
-  // domain (`name`, also the log's name for it), and the monitor that
-  // counts its connections. Call from the socket's thread, once per name.
-  void secure(zmq::socket_t& socket, const std::string& name);
+  // domain (`name`: "commands" or "events", also the log's name for it),
+  // and the monitor that counts its connections. Call from the socket's
+  // thread, once per socket. The JSON events socket (`json` set) shares the
+  // "events" domain and its connection count.
+  void secure(zmq::socket_t& socket, const std::string& name, bool json = false);
 
   // Thread-safe. Re-reads the key files at the handler's next turn; a file
   // that has become unreadable keeps the previous keys, and says so.
@@ -125,6 +127,7 @@ class AccessControl {
   zmq::socket_t zap_;
   zmq::socket_t commandsMonitor_;
   zmq::socket_t eventsMonitor_;
+  zmq::socket_t jsonEventsMonitor_;
   Wakeup control_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> reload_{false};

@@ -62,6 +62,17 @@ Server::Server(zmq::context_t& context, const ServerConfig& config)
   bindNamed(pub_, "events", config_.eventsEndpoint);
   commandsEndpoint_ = lastEndpoint(router_);
   eventsEndpoint_ = lastEndpoint(pub_);
+  if (!config_.eventsJsonEndpoint.empty()) {
+    zmq::socket_t& pub = jsonPub_.emplace(context, zmq::socket_type::pub);
+    pub.set(zmq::sockopt::backlog, 1024);
+    pub.set(zmq::sockopt::handshake_ivl, config_.handshakeMs);
+    pub.set(zmq::sockopt::linger, config_.lingerMs);
+    pub.set(zmq::sockopt::sndhwm, config_.eventsSendHwm);
+    if (config_.eventsSendBuffer > 0) pub.set(zmq::sockopt::sndbuf, config_.eventsSendBuffer);
+    if (config_.access) config_.access->secure(pub, "events", true);
+    bindNamed(pub, "JSON events", config_.eventsJsonEndpoint);
+    eventsJsonEndpoint_ = lastEndpoint(pub);
+  }
   outEvents_.reserve(2 * kReadBatch);
   outReplies_.reserve(2 * kReadBatch);
   batch_.reserve(kReadBatch);
@@ -88,6 +99,7 @@ void Server::run(Engine& engine) {
   logLine("shopd", "serving commands on %s, events on %s (%u shards, max %u pending per customer)",
           commandsEndpoint_.c_str(), eventsEndpoint_.c_str(), engine.config().shards,
           engine.config().maxPending);
+  if (jsonPub_) logLine("shopd", "publishing events as JSON on %s", eventsJsonEndpoint_.c_str());
   std::vector<zmq::pollitem_t> items = {
       {router_.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, engine.wakeFd(), ZMQ_POLLIN, 0},
@@ -243,6 +255,7 @@ void Server::decodeRequest() {
     route.reqEnvelope = true;
     bodyIndex = 2;
   }
+  route.json = isJsonFrame(frames_.back());
   if (frames_.size() != bodyIndex + 1) {
     sendMalformed(route, CommandId{},
                   "expected one body frame (DEALER) or an empty delimiter and one body frame "
@@ -250,7 +263,10 @@ void Server::decodeRequest() {
                       std::to_string(frames_.size() - 1) + " frames");
     return;
   }
-  DecodedCommand decoded = decodeCommandFrame(frames_[bodyIndex], alignScratch_);
+  const zmq::message_t& body = frames_[bodyIndex];
+  DecodedCommand decoded =
+      route.json ? json_.decodeCommand(std::string_view(body.data<char>(), body.size()))
+                 : decodeCommandFrame(body, alignScratch_);
   if (!decoded.command) {
     sendMalformed(route, decoded.id, decoded.malformed);
     return;
@@ -260,7 +276,7 @@ void Server::decodeRequest() {
   if (config_.access && config_.access->curve()) {
     CommandKind kind = request.command.kind();
     if (kind == CommandKind::addProduct || kind == CommandKind::restock) {
-      const char* role = zmq_msg_gets(frames_[bodyIndex].handle(), "User-Id");
+      const char* role = zmq_msg_gets(body.handle(), "User-Id");
       if (role == nullptr || std::strcmp(role, kAdminRole) != 0) {
         request.refusal = RejectReason::forbidden;
         request.refusalDetail = std::string(name(kind)) + " needs an admin key";
@@ -304,7 +320,8 @@ void Server::sendMalformed(Route& route, const CommandId& id, const std::string&
     logLine("shopd", "malformed request #%llu: %s",
             static_cast<unsigned long long>(stats_.malformed), why.c_str());
   }
-  outReplies_.push_back(OutgoingReply{std::move(route), encoder_.malformed(id, why)});
+  zmq::message_t body = route.json ? json_.malformed(id, why) : encoder_.malformed(id, why);
+  outReplies_.push_back(OutgoingReply{std::move(route), std::move(body)});
 }
 
 bool Server::refuse(const zmq::message_t& identity) {
@@ -415,8 +432,9 @@ void Server::append(const PublishedEvent& event) {
   ++stats_.events;
   if (config_.journal) config_.journal->append(event.message);
   topicInto(event.event, topic_);  // one buffer for every event: no allocation once grown
-  outEvents_.push_back(
-      OutgoingEvent{zmq::message_t(topic_.data(), topic_.size()), toFrame(event.message)});
+  outEvents_.push_back(OutgoingEvent{zmq::message_t(topic_.data(), topic_.size()),
+                                     toFrame(event.message),
+                                     jsonPub_ ? json_.event(event.message) : zmq::message_t()});
 }
 
 void Server::reply(uint64_t tag, const ReplyView& reply) {
@@ -432,7 +450,8 @@ void Server::reply(uint64_t tag, const ReplyView& reply) {
   Route& route = routes_[tag - 1];
   --*route.inFlight;
   route.inFlight = nullptr;
-  outReplies_.push_back(OutgoingReply{std::move(route), encoder_.encode(reply)});
+  zmq::message_t body = route.json ? json_.encode(reply) : encoder_.encode(reply);
+  outReplies_.push_back(OutgoingReply{std::move(route), std::move(body)});
   freeTags_.push_back(tag);
 }
 
@@ -475,6 +494,10 @@ void Server::releaseDurable() {
 void Server::send(std::vector<OutgoingEvent>& events, std::vector<OutgoingReply>& replies) {
   // Events first: a client that sees its reply can find the event published.
   for (auto& e : events) {
+    if (jsonPub_) {
+      jsonPub_->send(zmq::const_buffer(e.topic.data(), e.topic.size()), zmq::send_flags::sndmore);
+      jsonPub_->send(e.json, zmq::send_flags::none);
+    }
     pub_.send(e.topic, zmq::send_flags::sndmore);
     pub_.send(e.body, zmq::send_flags::none);
   }

@@ -17,6 +17,7 @@
 
 #include "bus/access.h"
 #include "bus/codec.h"
+#include "bus/json.h"
 #include "core/egress.h"
 #include "core/engine.h"
 #include "core/journal.h"
@@ -27,6 +28,9 @@ namespace shop::bus {
 struct ServerConfig {
   std::string commandsEndpoint = "tcp://127.0.0.1:5555";
   std::string eventsEndpoint = "tcp://127.0.0.1:5556";
+  // A second PUB socket that publishes every event as JSON (bus/json.h),
+  // with the same topics; empty: none.
+  std::string eventsJsonEndpoint;
   int eventsSendHwm = 100'000;  // events queued per subscriber before PUB drops
   int eventsSendBuffer = 0;     // SO_SNDBUF of the PUB socket; 0 = OS default
   // Replies ZeroMQ queues per client connection (ROUTER's ZMQ_SNDHWM) and
@@ -114,6 +118,8 @@ class Server : public EventSink, public ReplySink {
   // The endpoints actually bound (ephemeral ports resolved).
   const std::string& commandsEndpoint() const { return commandsEndpoint_; }
   const std::string& eventsEndpoint() const { return eventsEndpoint_; }
+  // Empty without ServerConfig::eventsJsonEndpoint.
+  const std::string& eventsJsonEndpoint() const { return eventsJsonEndpoint_; }
 
   // Serves `engine` until requestStop() or stopFd. Then answers the requests
   // already received, waits for every in-flight command's reply, and returns.
@@ -136,6 +142,7 @@ class Server : public EventSink, public ReplySink {
   struct Route {
     zmq::message_t identity;
     bool reqEnvelope = false;      // a REQ client: reply needs the empty delimiter
+    bool json = false;             // the request was JSON: so is its reply
     uint32_t* inFlight = nullptr;  // the connection's count in inFlight_, while counted
   };
   struct OutgoingReply {
@@ -154,6 +161,7 @@ class Server : public EventSink, public ReplySink {
   struct OutgoingEvent {
     zmq::message_t topic;
     zmq::message_t body;
+    zmq::message_t json;  // with an events JSON socket: the body as JSON
   };
   // Replies the ROUTER would not take yet (the peer's pipe was full), in
   // order. While a peer has one, its replies join it, so order is kept.
@@ -191,8 +199,10 @@ class Server : public EventSink, public ReplySink {
   ServerConfig config_;
   zmq::socket_t router_;
   zmq::socket_t pub_;
+  std::optional<zmq::socket_t> jsonPub_;
   std::string commandsEndpoint_;
   std::string eventsEndpoint_;
+  std::string eventsJsonEndpoint_;
   Wakeup control_;
   std::atomic<bool> stopRequested_{false};
   moodycamel::ConcurrentQueue<std::function<void(Engine&)>> posted_;
@@ -225,6 +235,7 @@ class Server : public EventSink, public ReplySink {
   std::string peerKey_;
   std::string topic_;
   ReplyEncoder encoder_;
+  JsonWire json_;
   ServerStats stats_;
 };
 

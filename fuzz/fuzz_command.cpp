@@ -1,5 +1,6 @@
 // libFuzzer target: untrusted command frames, as a client sends them, through
-// the server's decoder (bus::decodeCommandFrame) into a live in-process Engine.
+// the server's decoders (bus::decodeCommandFrame, and bus::JsonWire for a
+// frame that starts with '{') into a live in-process Engine.
 //
 // An input is one frame, or several joined by kFrameSeparator (fuzz/harness.h),
 // so that one input can create a customer, fund it and buy. Each frame is
@@ -41,6 +42,7 @@
 #include <vector>
 
 #include "bus/codec.h"
+#include "bus/json.h"
 #include "core/engine.h"
 #include "core/validation.h"
 #include "fuzz/harness.h"
@@ -300,6 +302,7 @@ class CommandFuzzer {
   // Decodes from an aligned and from an unaligned buffer (the server meets
   // both), and expects the same answer.
   bus::DecodedCommand decode(std::string_view bytes) {
+    if (bus::isJsonFrame(bytes)) return decodeJson(bytes);
     aligned_.assign(bytes.size() / sizeof(uint64_t) + 1, 0);
     std::memcpy(aligned_.data(), bytes.data(), bytes.size());
     // Borrowed buffers (no free function): they outlive the messages.
@@ -314,6 +317,21 @@ class CommandFuzzer {
                 "alignment changes the decoding of %s", hexOf(bytes).c_str());
     FUZZ_EXPECT(a.command.has_value() != !a.malformed.empty(), "decoded and malformed: '%s'",
                 a.malformed.c_str());
+    return a;
+  }
+
+  // A JSON frame, as the server decodes one; a decoded command prints back
+  // to JSON that decodes to the same command.
+  bus::DecodedCommand decodeJson(std::string_view bytes) {
+    bus::DecodedCommand a = json_.decodeCommand(bytes);
+    FUZZ_EXPECT(a.command.has_value() != !a.malformed.empty(), "decoded and malformed: '%s'",
+                a.malformed.c_str());
+    if (a.command) {
+      std::string text = json_.commandText(*a.command);
+      bus::DecodedCommand b = json_.decodeCommand(text);
+      FUZZ_EXPECT(b.command && b.id == a.id && wireBytes(*b.command) == wireBytes(*a.command),
+                  "a JSON command does not survive printing: %s", text.c_str());
+    }
     return a;
   }
 
@@ -484,6 +502,7 @@ class CommandFuzzer {
   Recorder recorder_;
   Engine engine_;
   bus::ReplyEncoder malformedEncoder_;
+  bus::JsonWire json_;
   std::vector<capnp::word> scratch_;  // decodeCommandFrame's copy of unaligned frames
   std::vector<uint64_t> aligned_;
   std::vector<char> unaligned_;

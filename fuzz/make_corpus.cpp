@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bus/codec.h"
+#include "bus/json.h"
 #include "core/event_codec.h"
 #include "core/journal.h"
 #include "core/snapshot.h"
@@ -85,6 +86,11 @@ std::string joined(const std::vector<std::string>& frames) {
     out += f;
   }
   return out;
+}
+
+std::string jsonOf(const Command& command) {
+  static const bus::JsonWire wire;
+  return wire.commandText(command);
 }
 
 void write(const fs::path& path, const std::string& bytes) {
@@ -180,6 +186,23 @@ void writeCommands(const fs::path& dir) {
   std::printf("%zu known-finding reproducers in %s\n", findings.size(), dir.c_str());
   // Added after the findings, so that the ids above stay as they were.
   write(dir / "seed-get-stats", frameOf(cmd(GetStats{})));
+  const std::vector<Seed> json = {
+      // JSON frames (bus/json.h): a story, and the ways JSON goes wrong.
+      {"json-story",
+       joined({jsonOf(cmd(CreateCustomer{"jill", 900})), jsonOf(cmd(Deposit{"jill", 100})),
+               jsonOf(cmd(BuyProduct{"jill", "apple", 2})),
+               jsonOf(cmd(ReturnProduct{"jill", "apple", 1})), jsonOf(cmd(GetCustomer{"jill"})),
+               jsonOf(cmd(ReadEvents{1, 2})), jsonOf(cmd(GetStats{}))})},
+      {"json-numbers",
+       R"({"commandId":"73656564636f72700000000000000063","deposit":{"customer":"alice","amount":250}})"},
+      {"json-malformed",
+       joined(
+           {"{nope", R"({"commandId":"00","getStats":{}})",
+            R"({"commandId":"73656564636f72700000000000000064","deposit":{"customer":"alice"},"getStats":{}})",
+            R"({"commandId":"73656564636f72700000000000000065","deposit":{"ammount":1}})",
+            R"({"commandId":"73656564636f72700000000000000066","deposit":[1]})"})},
+  };
+  for (const auto& seed : json) write(dir / (std::string("seed-") + seed.name), seed.bytes);
 }
 
 void writeCatalogs(const fs::path& dir, const fs::path& defaultCatalog) {

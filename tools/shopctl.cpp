@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bus/client.h"
+#include "bus/json.h"
 #include "bus/subscriber.h"
 #include "bus/topic.h"
 #include "tools/cli.h"
@@ -99,12 +100,8 @@ std::string summary(const shop::Event& event) {
 }
 
 std::string replyJson(const shop::Reply& reply) {
-  capnp::JsonCodec json;
-  json.handleByAnnotation<shop::wire::Reply>();
-  capnp::MallocMessageBuilder message(256);
-  auto root = message.initRoot<shop::wire::Reply>();
-  shop::bus::toWire(reply, root);
-  return json.encode(root.asReader()).cStr();
+  static const shop::bus::JsonWire wire;
+  return wire.replyText(reply);
 }
 
 // The server's answer to one command, or the exit code for why there is none.

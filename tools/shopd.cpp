@@ -27,6 +27,8 @@ The shop server: commands on a ZeroMQ ROUTER socket, events on a PUB socket.
 options:
   --commands ENDPOINT   ROUTER endpoint for commands     (default tcp://127.0.0.1:5555)
   --events ENDPOINT     PUB endpoint for events          (default tcp://127.0.0.1:5556)
+  --events-json ENDPOINT  also publish every event as JSON, same topics, on
+                        this PUB endpoint                (default: off)
   --shards N            shard threads                    (default: cores - 1, at least 1; here %u)
   --max-pending N       pending operations per customer  (default 5)
   --max-in-flight N     operations in flight, all customers; past it
@@ -100,6 +102,11 @@ Options parse(int argc, char** argv) {
       o.server.commandsEndpoint = value(argc, argv, i);
     } else if (a == "--events") {
       o.server.eventsEndpoint = value(argc, argv, i);
+    } else if (a == "--events-json") {
+      o.server.eventsJsonEndpoint = value(argc, argv, i);
+      if (o.server.eventsJsonEndpoint.empty()) {
+        throw shop::cli::UsageError("--events-json needs an endpoint");
+      }
     } else if (a == "--shards") {
       o.engine.shards = unsignedValue(a, value(argc, argv, i), 1, 256);
     } else if (a == "--max-pending") {

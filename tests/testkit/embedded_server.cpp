@@ -59,6 +59,7 @@ EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConf
   }
   commands_ = server_->commandsEndpoint();
   events_ = server_->eventsEndpoint();
+  eventsJson_ = server_->eventsJsonEndpoint();
 }
 
 EmbeddedServer::~EmbeddedServer() {

@@ -30,6 +30,8 @@ class EmbeddedServer {
 
   const std::string& commands() const { return commands_; }
   const std::string& events() const { return events_; }
+  // With ServerConfig::eventsJsonEndpoint set (e.g. "tcp://127.0.0.1:*").
+  const std::string& eventsJson() const { return eventsJson_; }
   zmq::context_t& context() { return context_; }
   // The ZAP handler, when constructed with an AccessConfig.
   bus::AccessControl& access() { return *access_; }
@@ -58,6 +60,7 @@ class EmbeddedServer {
   std::unique_ptr<bus::AccessControl> access_;  // before the server, closed after it
   std::string commands_;
   std::string events_;
+  std::string eventsJson_;
   bus::Server* server_ = nullptr;  // lives on thread_'s stack until release_
   std::promise<void> finished_;    // run() has returned
   std::promise<void> release_;     // the thread may destroy the server
