@@ -11,7 +11,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
   libisal-dev
   chromium
-  python3
+  python3 python3-zmq
 )
 
 missing=()
@@ -37,4 +37,14 @@ browser="$(dirname "$0")/../tests/tools/browser"
 if [ ! -d "$browser/node_modules/playwright-core" ]; then
   echo "install-deps: npm ci in tests/tools/browser"
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The Node example's zeromq package, pinned by its package-lock.json. It
+# ships prebuilt binaries; where it cannot install, its test is skipped
+# and everything else still runs.
+node_example="$(dirname "$0")/../examples/node"
+if [ ! -d "$node_example/node_modules/zeromq" ]; then
+  echo "install-deps: npm ci in examples/node"
+  (cd "$node_example" && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "install-deps: the zeromq npm package did not install; the Node example's test will be skipped"
 fi
