@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #include "bus/catalog.h"
@@ -38,7 +39,8 @@ options:
                         its commands are rejected 'overloaded' (default 1024)
   --retention N         events kept for ReadEvents       (default 1000000)
   --dedupe-window N     completed commandIds remembered  (default 1000000)
-  --catalog FILE        starter catalog, JSON            (default %s)
+  --catalog FILE        starter catalog, JSON
+                        (default: %s)
   --no-catalog          start with no products
   --max-connections N   live connections per socket; past it new ones are
                         turned away at their handshake (default 10000)
@@ -76,11 +78,23 @@ SIGHUP re-reads the key files; connections already made are kept.
 Event topics: c/<customer>/<event>, p/<product>/<event>, s/<event>.
 )";
 
+// The starter catalog installed with shopd: <prefix>/share/shop/catalog/
+// default.json when shopd is <prefix>/bin/shopd (and the same under the
+// build dir). Found from the executable's own path, so no build-time
+// absolute path is baked in.
+std::string defaultCatalog() {
+  std::error_code error;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return SHOP_CATALOG_RELPATH;
+  return (self.parent_path().parent_path() / SHOP_CATALOG_RELPATH).lexically_normal().string();
+}
+
 struct Options {
   shop::bus::ServerConfig server;
   shop::bus::AccessConfig access;
   shop::EngineConfig engine;
-  std::string catalog = SHOP_DEFAULT_CATALOG;
+  std::string catalog = defaultCatalog();
+  bool catalogGiven = false;    // --catalog or --no-catalog
   shop::JournalConfig journal;  // dir empty: in memory only
   shop::SnapshotConfig snapshots;
   bool journalTuned = false;  // a journal flag given without --journal
@@ -96,7 +110,7 @@ Options parse(int argc, char** argv) {
       std::printf("shopd %s\n", SHOP_VERSION);
       std::exit(0);
     } else if (a == "-h" || a == "--help") {
-      std::printf(kUsage, shop::defaultShardCount(), SHOP_DEFAULT_CATALOG);
+      std::printf(kUsage, shop::defaultShardCount(), defaultCatalog().c_str());
       std::exit(0);
     } else if (a == "--commands") {
       o.server.commandsEndpoint = value(argc, argv, i);
@@ -122,8 +136,10 @@ Options parse(int argc, char** argv) {
       o.engine.dedupeWindow = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000);
     } else if (a == "--catalog") {
       o.catalog = value(argc, argv, i);
+      o.catalogGiven = true;
     } else if (a == "--no-catalog") {
       o.catalog.clear();
+      o.catalogGiven = true;
     } else if (a == "--max-connections") {
       o.access.maxConnections = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
     } else if (a == "--handshake-ms") {
@@ -248,6 +264,14 @@ int main(int argc, char** argv) {
 
   try {
     std::vector<shop::AddProduct> catalog;
+    if (!options.catalogGiven && !std::filesystem::exists(options.catalog)) {
+      // A shopd copied away from its prefix: say what is missing and how to go on.
+      std::fprintf(stderr,
+                   "shopd: the starter catalog %s is missing (it is installed beside shopd, in "
+                   "../share/shop/catalog/); give --catalog FILE or --no-catalog\n",
+                   options.catalog.c_str());
+      return 1;
+    }
     if (!options.catalog.empty()) catalog = shop::bus::loadCatalog(options.catalog);
 
     // main() wires the components: the server's sockets are the engine's

@@ -1,0 +1,23 @@
+# The CMake package: find_package(shop CONFIG) gives shop::client (Client,
+# CatchUpSubscriber, codec, domain values) and shop::testkit
+# (EmbeddedServer, EventProbe, EngineHarness), and the layers below them.
+include(CMakePackageConfigHelpers)
+
+set_target_properties(concurrentqueue PROPERTIES EXPORT_NAME concurrentqueue)
+install(TARGETS shop_schemas shop_core shop_bus shop_client shop_testkit concurrentqueue
+        EXPORT shopTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${SHOP_INSTALL_INCLUDEDIR})
+set(SHOP_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/shop)
+install(EXPORT shopTargets NAMESPACE shop:: DESTINATION ${SHOP_CMAKE_DIR})
+configure_package_config_file(cmake/shopConfig.cmake.in
+                              ${PROJECT_BINARY_DIR}/shopConfig.cmake
+                              INSTALL_DESTINATION ${SHOP_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/shopConfigVersion.cmake
+                                 COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/shopConfig.cmake ${PROJECT_BINARY_DIR}/shopConfigVersion.cmake
+        DESTINATION ${SHOP_CMAKE_DIR})
+
+install(TARGETS shopd shopctl shop-dashboard shop-bench shop-echo shop-demo
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
