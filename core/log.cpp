@@ -6,8 +6,26 @@
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <memory>
+#include <mutex>
+#include <utility>
 
 namespace shop {
+namespace {
+
+// Held by shared_ptr so that a line is written through the sink it found
+// even while another thread replaces it.
+std::mutex sinkMutex;
+std::shared_ptr<const LogSink> currentSink;
+
+}  // namespace
+
+LogSink setLogSink(LogSink sink) {
+  auto next = sink ? std::make_shared<const LogSink>(std::move(sink)) : nullptr;
+  std::lock_guard lock(sinkMutex);
+  std::shared_ptr<const LogSink> previous = std::exchange(currentSink, std::move(next));
+  return previous ? *previous : LogSink();
+}
 
 void logLine(const char* component, const char* format, ...) {
   auto now = std::chrono::system_clock::now();
@@ -27,6 +45,15 @@ void logLine(const char* component, const char* format, ...) {
   size_t len = static_cast<size_t>(n) + static_cast<size_t>(m < 0 ? 0 : m);
   if (len > sizeof line - 2) len = sizeof line - 2;
   line[len++] = '\n';
+  std::shared_ptr<const LogSink> sink;
+  {
+    std::lock_guard lock(sinkMutex);
+    sink = currentSink;
+  }
+  if (sink) {
+    (*sink)(std::string_view(line, len));
+    return;
+  }
   [[maybe_unused]] auto written = ::write(STDERR_FILENO, line, len);
 }
 

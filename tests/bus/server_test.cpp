@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 #include "bus/topic.h"
 #include "tests/testkit/embedded_server.h"
 #include "tests/testkit/event_probe.h"
+#include "tests/testkit/test_log.h"
 
 using namespace shop;
 using namespace shop::bus;
@@ -668,4 +670,28 @@ TEST_CASE("waves of connections that send and vanish leave no fds or backlogs be
   auto stats = server.stats();
   CHECK(stats.backlogPeers == 0);
   CHECK(stats.backlogBytes == 0);
+}
+
+TEST_CASE("the test kit's server is quiet: its log lines are kept for the test, not printed") {
+  // stderr goes to a pipe while a server starts and stops.
+  int pipeFds[2];
+  REQUIRE(::pipe2(pipeFds, O_NONBLOCK) == 0);
+  int savedStderr = ::dup(STDERR_FILENO);
+  REQUIRE(::dup2(pipeFds[1], STDERR_FILENO) >= 0);
+  std::string commands;
+  {
+    EmbeddedServer server;
+    commands = server.commands();
+    server.stop();
+  }
+  ::dup2(savedStderr, STDERR_FILENO);
+  ::close(savedStderr);
+  ::close(pipeFds[1]);
+  std::string printed;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipeFds[0], buffer, sizeof buffer)) > 0;) printed.append(buffer, n);
+  ::close(pipeFds[0]);
+  CHECK(printed.find("serving commands on") == std::string::npos);
+  CHECK(TestLog::contains("serving commands on " + commands));
+  CHECK(TestLog::contains("stopped after"));
 }

@@ -1,5 +1,7 @@
 #include "tests/testkit/embedded_server.h"
 
+#include "tests/testkit/test_log.h"
+
 namespace shop::testkit {
 
 bus::ServerConfig EmbeddedServer::defaultConfig() {
@@ -19,6 +21,7 @@ EngineConfig EmbeddedServer::defaultEngineConfig() {
 EmbeddedServer::EmbeddedServer(bus::ServerConfig config, EngineConfig engineConfig,
                                std::optional<bus::AccessConfig> access)
     : context_(1) {
+  TestLog::install();  // quiet: the server's log lines are kept, not printed
   if (access) {
     access_ = std::make_unique<bus::AccessControl>(context_, std::move(*access));
     config.access = access_.get();

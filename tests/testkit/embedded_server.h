@@ -14,7 +14,9 @@
 
 namespace shop::testkit {
 
-// Owned by the test thread. The server inside runs on its own thread.
+// Owned by the test thread. The server inside runs on its own thread. It is
+// quiet: its log lines go to TestLog (tests/testkit/test_log.h), which keeps
+// them for the test to read and prints them only when asked.
 class EmbeddedServer {
  public:
   // Endpoints default to tcp://127.0.0.1:* (ephemeral ports).
