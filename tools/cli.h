@@ -4,10 +4,14 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace shop::cli {
 
@@ -82,6 +86,69 @@ inline int signalFdFor(std::initializer_list<int> signals) {
   for (int signo : signals) sigaddset(&set, signo);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+// The one of `candidates` nearest to `word` (edit distance), when it is near
+// enough to be a typo of it: at most a third of its letters, at least one.
+// Empty otherwise.
+inline std::string closest(std::string_view word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t bestDistance = std::max<size_t>(1, word.size() / 3) + 1;
+  for (const auto& candidate : candidates) {
+    std::vector<size_t> row(candidate.size() + 1);
+    for (size_t j = 0; j <= candidate.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= word.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= candidate.size(); ++j) {
+        size_t above = row[j];
+        row[j] = std::min(
+            {row[j] + 1, row[j - 1] + 1, diagonal + (word[i - 1] == candidate[j - 1] ? 0 : 1)});
+        diagonal = above;
+      }
+    }
+    if (row.back() < bestDistance) {
+      bestDistance = row.back();
+      best = candidate;
+    }
+  }
+  return best;
+}
+
+// After a parse error: "unknown command 'crate': did you mean 'create'?"
+// for the first word on the
+// command line that is neither a known subcommand nor a known long option
+// of `app` (or of its subcommands) but is a typo of one. Empty otherwise.
+// (Debian's CLI11 2.1 makes no suggestions of its own.)
+inline std::string didYouMean(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> options;
+  std::vector<std::string> commands;
+  auto addOptions = [&options](const CLI::App& from) {
+    for (const CLI::Option* option : from.get_options()) {
+      for (const auto& name : option->get_lnames()) options.push_back("--" + name);
+    }
+  };
+  addOptions(app);
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    commands.push_back(sub->get_name());
+    addOptions(*sub);
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string_view word = argv[i];
+    if (word.starts_with("--")) {
+      word = word.substr(0, word.find('='));
+      if (std::find(options.begin(), options.end(), word) != options.end()) continue;
+      std::string near = closest(word, options);
+      if (!near.empty())
+        return "unknown option '" + std::string(word) + "': did you mean '" + near + "'?";
+    } else if (!commands.empty() && !word.starts_with("-") &&
+               std::find(commands.begin(), commands.end(), word) == commands.end()) {
+      std::string near = closest(word, commands);
+      if (!near.empty())
+        return "unknown command '" + std::string(word) + "': did you mean '" + near + "'?";
+    }
+  }
+  return {};
 }
 
 }  // namespace shop::cli

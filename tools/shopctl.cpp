@@ -445,7 +445,10 @@ int main(int argc, char** argv) {
     }
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
-    return e.get_exit_code() == 0 ? code : kUsage;
+    if (e.get_exit_code() == 0) return code;
+    std::string hint = shop::cli::didYouMean(app, argc, argv);
+    if (!hint.empty()) std::fprintf(stderr, "shopctl: %s\n", hint.c_str());
+    return kUsage;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "shopctl: %s (see shopctl --help)\n", e.what());
     return kUsage;

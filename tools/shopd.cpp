@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -20,63 +21,6 @@
 #include "tools/cli.h"
 
 namespace {
-
-constexpr const char* kUsage = R"(usage: shopd [options]
-
-The shop server: commands on a ZeroMQ ROUTER socket, events on a PUB socket.
-
-options:
-  --commands ENDPOINT   ROUTER endpoint for commands     (default tcp://127.0.0.1:5555)
-  --events ENDPOINT     PUB endpoint for events          (default tcp://127.0.0.1:5556)
-  --events-json ENDPOINT  also publish every event as JSON, same topics, on
-                        this PUB endpoint                (default: off)
-  --shards N            shard threads                    (default: cores - 1, at least 1; here %u)
-  --max-pending N       pending operations per customer  (default 5)
-  --max-in-flight N     operations in flight, all customers; past it
-                        commands are rejected 'overloaded' (default 65536)
-  --max-in-flight-per-connection N
-                        commands in flight from one connection; past it
-                        its commands are rejected 'overloaded' (default 1024)
-  --retention N         events kept for ReadEvents       (default 1000000)
-  --dedupe-window N     completed commandIds remembered  (default 1000000)
-  --catalog FILE        starter catalog, JSON
-                        (default: %s)
-  --no-catalog          start with no products
-  --max-connections N   live connections per socket; past it new ones are
-                        turned away at their handshake (default 10000)
-  --handshake-ms MS     a connection must finish ZeroMQ's handshake in this
-                        time, or it is closed (default 5000)
-
-durability (without --journal, everything is in memory: a crash or a
-restart loses every customer and event):
-  --journal DIR         journal every event in DIR and recover from it on
-                        start; DIR is locked against a second shopd
-  --fsync MODE          always: a reply only once fdatasync covers its event
-                          (the default; nothing acknowledged is ever lost)
-                        interval: sync every --fsync-interval-ms, reply after
-                          write (a power loss loses up to that interval)
-                        never: the OS syncs (a power loss loses what it held)
-  --fsync-interval-ms MS  for --fsync interval               (default 50)
-  --segment-size SIZE   a journal file rolls at this size; K, M, G suffixes
-                                                         (default 64M)
-  --snapshot-every N    write a snapshot of every aggregate each N events,
-                        so that a start replays only the journal after it;
-                        0: never                         (default 1000000)
-  --keep-segments       keep journal files that snapshots cover (they are
-                        deleted once no kept snapshot needs them)
-
-security (CURVE: encryption, and only listed keys get in; see README):
-  --curve-secret-key FILE  the server's key pair (make one: shopctl keygen NAME)
-  --authorized-keys FILE   client public keys, one per line
-  --admin-keys FILE        keys that may also add products and restock
-
-  -h, --help            this text
-  --version             print the version
-
-Stops cleanly on SIGINT or SIGTERM: requests already received are answered.
-SIGHUP re-reads the key files; connections already made are kept.
-Event topics: c/<customer>/<event>, p/<product>/<event>, s/<event>.
-)";
 
 // The starter catalog installed with shopd: <prefix>/share/shop/catalog/
 // default.json when shopd is <prefix>/bin/shopd (and the same under the
@@ -97,92 +41,165 @@ struct Options {
   bool catalogGiven = false;    // --catalog or --no-catalog
   shop::JournalConfig journal;  // dir empty: in memory only
   shop::SnapshotConfig snapshots;
-  bool journalTuned = false;  // a journal flag given without --journal
 };
 
+// Parses the command line with CLI11: flags in any order, `--flag=value`
+// too, and a clear message naming the flag for each bad value (UsageError).
+// --help and --version print and exit 0.
 Options parse(int argc, char** argv) {
-  using shop::cli::unsignedValue;
-  using shop::cli::value;
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--version") {
-      std::printf("shopd %s\n", SHOP_VERSION);
-      std::exit(0);
-    } else if (a == "-h" || a == "--help") {
-      std::printf(kUsage, shop::defaultShardCount(), defaultCatalog().c_str());
-      std::exit(0);
-    } else if (a == "--commands") {
-      o.server.commandsEndpoint = value(argc, argv, i);
-    } else if (a == "--events") {
-      o.server.eventsEndpoint = value(argc, argv, i);
-    } else if (a == "--events-json") {
-      o.server.eventsJsonEndpoint = value(argc, argv, i);
-      if (o.server.eventsJsonEndpoint.empty()) {
-        throw shop::cli::UsageError("--events-json needs an endpoint");
-      }
-    } else if (a == "--shards") {
-      o.engine.shards = unsignedValue(a, value(argc, argv, i), 1, 256);
-    } else if (a == "--max-pending") {
-      o.engine.maxPending = unsignedValue(a, value(argc, argv, i), 1, 1'000'000);
-    } else if (a == "--max-in-flight") {
-      o.engine.maxInFlight = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
-    } else if (a == "--max-in-flight-per-connection") {
-      o.server.maxInFlightPerConnection =
-          static_cast<uint32_t>(unsignedValue(a, value(argc, argv, i), 1, 10'000'000));
-    } else if (a == "--retention") {
-      o.engine.retention = unsignedValue(a, value(argc, argv, i), 1, 1'000'000'000);
-    } else if (a == "--dedupe-window") {
-      o.engine.dedupeWindow = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000);
-    } else if (a == "--catalog") {
-      o.catalog = value(argc, argv, i);
-      o.catalogGiven = true;
-    } else if (a == "--no-catalog") {
-      o.catalog.clear();
-      o.catalogGiven = true;
-    } else if (a == "--max-connections") {
-      o.access.maxConnections = unsignedValue(a, value(argc, argv, i), 1, 10'000'000);
-    } else if (a == "--handshake-ms") {
-      o.server.handshakeMs = static_cast<int>(unsignedValue(a, value(argc, argv, i), 1, 600'000));
-    } else if (a == "--journal") {
-      o.journal.dir = value(argc, argv, i);
-      if (o.journal.dir.empty()) throw shop::cli::UsageError("--journal needs a directory");
-    } else if (a == "--fsync") {
-      std::string mode = value(argc, argv, i);
-      auto parsed = shop::parseFsyncMode(mode);
-      if (!parsed) {
-        throw shop::cli::UsageError("--fsync must be always, interval or never, got '" + mode +
-                                    "'");
-      }
-      o.journal.fsync = *parsed;
-      o.journalTuned = true;
-    } else if (a == "--fsync-interval-ms") {
-      o.journal.fsyncInterval =
-          std::chrono::milliseconds(unsignedValue(a, value(argc, argv, i), 1, 60'000));
-      o.journalTuned = true;
-    } else if (a == "--segment-size") {
-      o.journal.segmentBytes = shop::cli::sizeValue(a, value(argc, argv, i), 4096, 1ull << 40);
-      o.journalTuned = true;
-    } else if (a == "--snapshot-every") {
-      o.snapshots.every = unsignedValue(a, value(argc, argv, i), 0, 1'000'000'000'000);
-      o.journalTuned = true;
-    } else if (a == "--keep-segments") {
-      o.snapshots.keepSegments = true;
-      o.journalTuned = true;
-    } else if (a == "--curve-secret-key") {
-      o.access.secretKeyFile = value(argc, argv, i);
-    } else if (a == "--authorized-keys") {
-      o.access.authorizedKeysFile = value(argc, argv, i);
-    } else if (a == "--admin-keys") {
-      o.access.adminKeysFile = value(argc, argv, i);
-    } else {
-      throw shop::cli::UsageError("unknown option '" + a + "'");
-    }
+  CLI::App app{
+      "shopd: the shop server. Commands on a ZeroMQ ROUTER socket, events on a PUB "
+      "socket.",
+      "shopd"};
+  app.set_version_flag("--version", std::string("shopd ") + SHOP_VERSION);
+  app.footer(
+      "Stops cleanly on SIGINT or SIGTERM: requests already received are answered.\n"
+      "SIGHUP re-reads the key files; connections already made are kept.\n"
+      "Event topics: c/<customer>/<event>, p/<product>/<event>, s/<event>.");
+  auto range = [](uint64_t min, uint64_t max) { return CLI::Range(min, max); };
+
+  app.add_option("--commands", o.server.commandsEndpoint, "ROUTER endpoint for commands")
+      ->type_name("ENDPOINT")
+      ->capture_default_str();
+  app.add_option("--events", o.server.eventsEndpoint, "PUB endpoint for events")
+      ->type_name("ENDPOINT")
+      ->capture_default_str();
+  app.add_option("--events-json", o.server.eventsJsonEndpoint,
+                 "also publish every event as JSON, same topics, on this PUB endpoint (default: "
+                 "off)")
+      ->type_name("ENDPOINT")
+      ->check([](const std::string& v) { return v.empty() ? "needs an endpoint" : ""; });
+  app.add_option("--shards", o.engine.shards,
+                 "shard threads (default: cores - 1, at least 1; here " +
+                     std::to_string(shop::defaultShardCount()) + ")")
+      ->type_name("N")
+      ->check(range(1, 256));
+  app.add_option("--max-pending", o.engine.maxPending, "pending operations per customer")
+      ->type_name("N")
+      ->check(range(1, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--max-in-flight", o.engine.maxInFlight,
+                 "operations in flight, all customers; past it commands are rejected "
+                 "'overloaded'")
+      ->type_name("N")
+      ->check(range(1, 10'000'000))
+      ->capture_default_str();
+  app.add_option("--max-in-flight-per-connection", o.server.maxInFlightPerConnection,
+                 "commands in flight from one connection; past it its commands are rejected "
+                 "'overloaded'")
+      ->type_name("N")
+      ->check(range(1, 10'000'000))
+      ->capture_default_str();
+  app.add_option("--retention", o.engine.retention, "events kept in memory for ReadEvents")
+      ->type_name("N")
+      ->check(range(1, 1'000'000'000))
+      ->capture_default_str();
+  app.add_option("--dedupe-window", o.engine.dedupeWindow, "completed commandIds remembered")
+      ->type_name("N")
+      ->check(range(0, 1'000'000'000))
+      ->capture_default_str();
+  auto* catalog = app.add_option("--catalog", o.catalog,
+                                 "starter catalog, JSON (default: " + defaultCatalog() + ")")
+                      ->type_name("FILE");
+  auto* noCatalog =
+      app.add_flag("--no-catalog")->description("start with no products")->excludes(catalog);
+  app.add_option("--max-connections", o.access.maxConnections,
+                 "live connections per socket; past it new ones are turned away at their "
+                 "handshake")
+      ->type_name("N")
+      ->check(range(1, 10'000'000))
+      ->capture_default_str();
+  app.add_option("--handshake-ms", o.server.handshakeMs,
+                 "a connection must finish ZeroMQ's handshake in this time, or it is closed")
+      ->type_name("MS")
+      ->check(range(1, 600'000))
+      ->capture_default_str();
+
+  const char* durability =
+      "Durability (without --journal, everything is in memory: a crash or a restart loses "
+      "every customer and event)";
+  auto* journal =
+      app.add_option("--journal", o.journal.dir,
+                     "journal every event in DIR and recover from it on start; DIR is locked "
+                     "against a second shopd")
+          ->type_name("DIR")
+          ->group(durability)
+          ->check([](const std::string& v) { return v.empty() ? "needs a directory" : ""; });
+  std::string fsync;
+  std::string segmentSize;
+  uint64_t intervalMs = static_cast<uint64_t>(o.journal.fsyncInterval.count());
+  std::vector<CLI::Option*> needJournal = {
+      app.add_option("--fsync", fsync,
+                     "always: a reply only once fdatasync covers its event (the default; nothing "
+                     "acknowledged is ever lost). interval: sync every --fsync-interval-ms, reply "
+                     "after write (a power loss loses up to that interval). never: the OS syncs "
+                     "(a power loss loses what it held)")
+          ->type_name("MODE")
+          ->group(durability),
+      app.add_option("--fsync-interval-ms", intervalMs, "for --fsync interval")
+          ->type_name("MS")
+          ->check(range(1, 60'000))
+          ->capture_default_str()
+          ->group(durability),
+      app.add_option("--segment-size", segmentSize,
+                     "a journal file rolls at this size; K, M, G suffixes (default 64M)")
+          ->type_name("SIZE")
+          ->group(durability),
+      app.add_option("--snapshot-every", o.snapshots.every,
+                     "write a snapshot of every aggregate each N events, so that a start replays "
+                     "only the journal after it; 0: never")
+          ->type_name("N")
+          ->check(range(0, 1'000'000'000'000))
+          ->capture_default_str()
+          ->group(durability),
+      app.add_flag("--keep-segments", o.snapshots.keepSegments,
+                   "keep journal files that snapshots cover (they are deleted once no kept "
+                   "snapshot needs them)")
+          ->group(durability),
+  };
+
+  const char* security = "Security (CURVE: encryption, and only listed keys get in; see README)";
+  app.add_option("--curve-secret-key", o.access.secretKeyFile,
+                 "the server's key pair (make one: shopctl keygen NAME)")
+      ->type_name("FILE")
+      ->group(security);
+  app.add_option("--authorized-keys", o.access.authorizedKeysFile,
+                 "client public keys, one per line")
+      ->type_name("FILE")
+      ->group(security);
+  app.add_option("--admin-keys", o.access.adminKeysFile,
+                 "keys that may also add products and restock")
+      ->type_name("FILE")
+      ->group(security);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) std::exit(app.exit(e));  // --help, --version: stdout, exit 0
+    std::string hint = shop::cli::didYouMean(app, argc, argv);
+    throw shop::cli::UsageError(e.what() + (hint.empty() ? "" : "; " + hint));
   }
-  if (o.journalTuned && o.journal.dir.empty()) {
+
+  o.catalogGiven = catalog->count() > 0 || noCatalog->count() > 0;
+  if (noCatalog->count() > 0) o.catalog.clear();
+  bool tuned = false;
+  for (auto* option : needJournal) tuned = tuned || option->count() > 0;
+  if (tuned && journal->count() == 0) {
     throw shop::cli::UsageError(
         "--fsync, --fsync-interval-ms, --segment-size, --snapshot-every and --keep-segments "
         "need --journal DIR");
+  }
+  if (!fsync.empty()) {
+    auto parsed = shop::parseFsyncMode(fsync);
+    if (!parsed) {
+      throw shop::cli::UsageError("--fsync must be always, interval or never, got '" + fsync + "'");
+    }
+    o.journal.fsync = *parsed;
+  }
+  o.journal.fsyncInterval = std::chrono::milliseconds(intervalMs);
+  if (!segmentSize.empty()) {
+    o.journal.segmentBytes = shop::cli::sizeValue("--segment-size", segmentSize, 4096, 1ull << 40);
   }
   return o;
 }

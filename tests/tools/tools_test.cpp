@@ -277,10 +277,39 @@ TEST_CASE("shopd rejects bad flags with exit 2 and serves --help and --version")
   CHECK(out.find("--catalog") != std::string::npos);
   CHECK(Process::run({SHOPD_PATH, "--catalog", "/nonexistent.json"}, nullptr, &err) == 1);
   CHECK(err.find("cannot open catalog") != std::string::npos);
-  for (const char* tool : {SHOPD_PATH, SHOPCTL_PATH}) {
+  for (const char* tool : {SHOPD_PATH, SHOPCTL_PATH, SHOP_BENCH_PATH, SHOP_ECHO_PATH}) {
+    CAPTURE(tool);
     CHECK(Process::run({tool, "--version"}, &out) == 0);
     CHECK(out.find("0.") != std::string::npos);
+    CHECK(Process::run({tool, "--help"}, &out) == 0);
+    CHECK(out.find("--version") != std::string::npos);
   }
+  // Flags in any order, and `--flag=value`: CLI11 for every tool.
+  CHECK(Process::run({SHOPD_PATH, "--max-pending=0"}, nullptr, &err) == 2);
+  CHECK(err.find("--max-pending") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--catalog", "x.json", "--no-catalog"}, nullptr, &err) == 2);
+}
+
+TEST_CASE("a typo gets a suggestion, in every tool") {
+  std::string err;
+  CHECK(Process::run({SHOPCTL_PATH, "crate", "alice"}, nullptr, &err) == 2);
+  CHECK(err.find("unknown command 'crate': did you mean 'create'?") != std::string::npos);
+  CHECK(Process::run({SHOPCTL_PATH, "get", "alice", "--jsn"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean '--json'?") != std::string::npos);
+  CHECK(Process::run({SHOPCTL_PATH, "tail", "--untilhead"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean '--until-head'?") != std::string::npos);
+  CHECK(Process::run({SHOPD_PATH, "--max-pendng", "3"}, nullptr, &err) == 2);
+  CHECK(err.find("unknown option '--max-pendng': did you mean '--max-pending'?") !=
+        std::string::npos);
+  CHECK(Process::run({SHOP_DASHBOARD_PATH, "--htp", "127.0.0.1:0"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean '--http'?") != std::string::npos);
+  CHECK(Process::run({SHOP_ECHO_PATH, "--hopp"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean '--hop'?") != std::string::npos);
+  CHECK(Process::run({SHOP_BENCH_PATH, "--scenarios", "jurnal"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean 'journal'?") != std::string::npos);
+  // Nothing near enough: no guess.
+  CHECK(Process::run({SHOPCTL_PATH, "frobnicate"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean") == std::string::npos);
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 
 #include <thread>
 
@@ -35,9 +36,36 @@ int64_t nowNs() {
       .count();
 }
 
+// `value`'s 8 bytes, in memory order, as 16 hex digits (a JSON commandId's half).
+void writeHex(uint8_t* out, uint64_t value) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  uint8_t bytes[8];
+  std::memcpy(bytes, &value, 8);
+  for (size_t i = 0; i < 8; ++i) {
+    out[2 * i] = static_cast<uint8_t>(kDigits[bytes[i] >> 4]);
+    out[2 * i + 1] = static_cast<uint8_t>(kDigits[bytes[i] & 15]);
+  }
+}
+
 // The request index a reply answers: the low 8 bytes of its commandId.
 // Returns false (and counts nothing) for a reply that cannot be read.
 bool replyIndex(const zmq::message_t& frame, ReplyFormat format, uint64_t& index, bool& rejected) {
+  if (format == ReplyFormat::jsonReply) {
+    // {"commandId":"<32 hex digits>",...: the index is the last 16 digits.
+    std::string_view text(frame.data<char>(), frame.size());
+    constexpr std::string_view kStart = R"({"commandId":")";
+    if (!text.starts_with(kStart) || text.size() < kStart.size() + 32) return false;
+    uint8_t bytes[8];
+    for (size_t i = 0; i < 8; ++i) {
+      auto digit = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+      size_t at = kStart.size() + 16 + 2 * i;
+      bytes[i] = static_cast<uint8_t>(digit(text[at]) << 4 | digit(text[at + 1]));
+    }
+    std::memcpy(&index, bytes, 8);
+    rejected = text.find(R"("rejected":)") != std::string_view::npos ||
+               text.find(R"("malformed":)") != std::string_view::npos;
+    return true;
+  }
   if (frame.size() % 8 != 0) return false;
   try {
     kj::ArrayPtr<const capnp::word> words(static_cast<const capnp::word*>(frame.data()),
@@ -127,8 +155,13 @@ void drive(const std::string& endpoint, const LoadSpec& spec, FrameSet frames, i
       if (due > now) break;
       auto& frame = frames.frames[next];
       size_t at = frames.idOffsets[next];
-      std::memcpy(frame.data() + at, &prefix, 8);
-      std::memcpy(frame.data() + at + 8, &sent, 8);
+      if (frames.hexIds) {
+        writeHex(frame.data() + at, prefix);
+        writeHex(frame.data() + at + 16, sent);
+      } else {
+        std::memcpy(frame.data() + at, &prefix, 8);
+        std::memcpy(frame.data() + at + 8, &sent, 8);
+      }
       intended[sent % kRing] = due;
       socket.send(zmq::buffer(frame), zmq::send_flags::none);
       ++sent;

@@ -23,10 +23,11 @@ namespace shop::bench {
 struct FrameSet {
   std::vector<std::vector<uint8_t>> frames;
   std::vector<size_t> idOffsets;
+  bool hexIds = false;  // JSON frames: the id is written as 32 hex digits
 };
 
 // What the driver needs to know about a reply: which request it answers.
-enum class ReplyFormat { echoedCommand, shopReply };
+enum class ReplyFormat { echoedCommand, shopReply, jsonReply };
 
 struct LoadSpec {
   int connections = 2;

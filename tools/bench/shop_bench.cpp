@@ -38,11 +38,8 @@
 namespace shop::bench {
 namespace {
 
-constexpr const char* kUsage =
-    R"(usage: shop-bench [--quick] [--json FILE] [--scenarios LIST] [--connections K] [--window W]
-                  [--journal-dir DIR]
-
-Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
+constexpr const char* kScenarios =
+    R"(Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
 fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections,
 journal, replay.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
@@ -107,22 +104,6 @@ journal, replay.
              (events/s, seconds); a snapshot written half an interval before
              the head (how long encoding took, its size); recovery from it
              and the journal's tail (seconds)
-
-  --quick          every scenario short (about 45 s in all on 2 cores): 1 s
-                   rounds, shopd --retention 100000 --dedupe-window 100000 so
-                   the fill is 100k commands (full run: shopd's defaults, 1M),
-                   scale stops at 100k, abuse at the sizes above
-  --json FILE      write every figure, the parameters, the core count, CPU per
-                   command per thread and `ratios`
-  --scenarios LIST run only these, comma-separated: scenario names above,
-                   or abuse (= churn,never-reading,raw-tcp); --only is the same
-  --connections K  the headline configuration for echo/e2e/fanout and
-                   slow-subscriber (default 2)
-  --window W       requests in flight per connection (default 16)
-  --journal-dir DIR  where the journal and replay scenarios write (default: a temporary
-                   directory in the current one; /tmp may be memory)
-  -h, --help       this text
-  --version        print the version
 
 Latencies are measured from the intended send time (corrected for coordinated
 omission). Progress goes to stderr; the tables to stdout. A server that does
@@ -219,12 +200,14 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
   // Many more customers than requests in flight per connection, so that each
   // customer has at most one pending and the mix stays all accepted.
   int customers = std::max(o.quick ? 500 : 2000, 4 * maxWindow);
-  std::vector<FrameSet> mix, deposits;
+  std::vector<FrameSet> mix, jsonMix, deposits;
   for (int c = 0; c < maxConnections; ++c) {
     mix.push_back(framesOf(mixFor(c, customers)));
+    jsonMix.push_back(jsonFramesOf(mixFor(c, customers)));
     deposits.push_back(framesOf(depositsFor(c, customers)));
   }
   auto mixSource = [&mix](int c) { return mix[static_cast<size_t>(c)]; };
+  auto jsonMixSource = [&jsonMix](int c) { return jsonMix[static_cast<size_t>(c)]; };
   auto depositSource = [&deposits](int c) { return deposits[static_cast<size_t>(c)]; };
   const double seconds = o.seconds();
 
@@ -293,6 +276,16 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
            spec.ratePerConnection * headline.connections);
   out.echoPaced = measureRound(*echo, spec, mixSource).figures;
 
+  // 5. The JSON path (bus/json.h) at the headline configuration, steady
+  // state: the same mix as JSON frames, then binary again right after, so
+  // that the two see the same machine.
+  LoadSpec jsonSpec{headline.connections, headline.window, 0, seconds, ReplyFormat::jsonReply};
+  progress("e2e %s with JSON frames, %.0f s", headline.label().c_str(), seconds);
+  Round json = measureRound(*shopd, jsonSpec, jsonMixSource);
+  LoadSpec binarySpec{headline.connections, headline.window, 0, seconds, ReplyFormat::shopReply};
+  progress("e2e %s with binary frames again, %.0f s", headline.label().c_str(), seconds);
+  Round binary = measureRound(*shopd, binarySpec, mixSource);
+
   // Memory with the windows full (after every round, before stopping).
   double rssMb = static_cast<double>(rssBytesOf(shopd->pid())) / (1024.0 * 1024.0);
   report.set("e2e", "shopd_rss_mb_steady", rssMb);
@@ -321,7 +314,14 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
   report.set("e2e", "fill_commands", static_cast<double>(filled.completed));
   report.set("e2e", "fill_seconds", filled.seconds);
   report.set("e2e", "fill_commands_per_s", filled.throughput());
-  uint64_t rejected = fresh.rejected + e2ePaced.rejected;
+  record(report, "e2e", "json_", json.figures);
+  record(report, "e2e", "binary_beside_json_", binary.figures);
+  report.set("e2e", "json_request_bytes", static_cast<double>(jsonMix[0].frames[0].size()));
+  report.set("e2e", "json_cpu_us_per_command", json.cpuUsTotal);
+  report.set("e2e", "binary_beside_json_cpu_us_per_command", binary.cpuUsTotal);
+  report.ratios["e2e_json_vs_binary_throughput"] =
+      json.figures.throughput / binary.figures.throughput;
+  uint64_t rejected = fresh.rejected + e2ePaced.rejected + json.rejected + binary.rejected;
   for (const auto& c : configs) {
     std::string l = c.label();
     const Round& e = echoRounds[l];
@@ -381,6 +381,11 @@ EchoAndE2e runEchoAndE2e(const Options& o, Report& report) {
            "e2e p99 / echo p99 " + fixed(report.ratios["e2e_vs_echo_p99"]) + " (target <= 2)");
   std::printf("  steady / fresh throughput at %s: %.2f (target >= 0.95)\n",
               headline.label().c_str(), report.ratios["steady_vs_fresh_throughput"]);
+  printRow(("e2e " + headline.label() + ", JSON frames").c_str(), json.figures,
+           "CPU/cmd " + fixed(json.cpuUsTotal) + " us");
+  printRow(("e2e " + headline.label() + ", binary beside it").c_str(), binary.figures,
+           "CPU/cmd " + fixed(binary.cpuUsTotal) + " us; JSON / binary " +
+               fixed(report.ratios["e2e_json_vs_binary_throughput"]));
 
   std::printf(
       "\nCPU us per command by server thread (/proc/<pid>/task/*/stat, %ld ticks/s); "
@@ -764,43 +769,61 @@ void writeJson(const std::string& path, const Options& o, const Report& report) 
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--version") {
-      std::printf("shop-bench %s\n", SHOP_VERSION);
-      std::exit(0);
-    } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--json") {
-      o.json = cli::value(argc, argv, i);
-    } else if (a == "--scenarios" || a == "--only") {
-      std::stringstream list(cli::value(argc, argv, i));
-      for (std::string s; std::getline(list, s, ',');) {
-        static const std::map<std::string, std::vector<std::string>> groups = {
-            {"abuse", {"churn", "never-reading", "raw-tcp"}}};
-        static const std::set<std::string> known = {
-            "echo",   "e2e",         "engine",        "isolation", "scale",
-            "fanout", "churn",       "never-reading", "raw-tcp",   "slow-subscriber",
-            "curve",  "projections", "journal",       "replay"};
-        if (auto group = groups.find(s); group != groups.end()) {
-          o.only.insert(group->second.begin(), group->second.end());
-        } else if (known.count(s)) {
-          o.only.insert(s);
-        } else {
-          throw cli::UsageError("unknown scenario '" + s + "'");
-        }
-      }
-    } else if (a == "--connections") {
-      o.connections = static_cast<int>(cli::unsignedValue(a, cli::value(argc, argv, i), 1, 64));
-    } else if (a == "--window") {
-      o.window = static_cast<int>(cli::unsignedValue(a, cli::value(argc, argv, i), 1, 4096));
-    } else if (a == "--journal-dir") {
-      o.journalDir = cli::value(argc, argv, i);
+  CLI::App app{
+      "shop-bench: shop's figures, each as a ratio to a baseline measured in the same "
+      "run.",
+      "shop-bench"};
+  app.set_version_flag("--version", std::string("shop-bench ") + SHOP_VERSION);
+  app.footer(kScenarios);
+  app.add_flag("--quick", o.quick,
+               "every scenario short (about 45 s in all on 2 cores): 1 s rounds, shopd "
+               "--retention 100000 --dedupe-window 100000 so the fill is 100k commands (full "
+               "run: shopd's defaults, 1M), scale stops at 100k, abuse at the sizes below");
+  app.add_option("--json", o.json,
+                 "write every figure, the parameters, the core count, CPU per command per "
+                 "thread and `ratios`")
+      ->type_name("FILE");
+  std::vector<std::string> scenarios;
+  app.add_option("--scenarios,--only", scenarios,
+                 "run only these, comma-separated: scenario names below, or abuse (= "
+                 "churn,never-reading,raw-tcp)")
+      ->delimiter(',')
+      ->type_name("LIST");
+  app.add_option("--connections", o.connections,
+                 "the headline configuration for echo/e2e/fanout and slow-subscriber")
+      ->type_name("K")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--window", o.window, "requests in flight per connection")
+      ->type_name("W")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--journal-dir", o.journalDir,
+                 "where the journal and replay scenarios write (default: a temporary directory "
+                 "in the current one; /tmp may be memory)")
+      ->type_name("DIR");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) std::exit(app.exit(e));  // --help, --version
+    std::string hint = cli::didYouMean(app, argc, argv);
+    throw cli::UsageError(e.what() + (hint.empty() ? "" : "; " + hint));
+  }
+  static const std::map<std::string, std::vector<std::string>> groups = {
+      {"abuse", {"churn", "never-reading", "raw-tcp"}}};
+  static const std::vector<std::string> known = {
+      "echo",   "e2e",         "engine",        "isolation", "scale",
+      "fanout", "churn",       "never-reading", "raw-tcp",   "slow-subscriber",
+      "curve",  "projections", "journal",       "replay"};
+  for (const auto& name : scenarios) {
+    if (auto group = groups.find(name); group != groups.end()) {
+      o.only.insert(group->second.begin(), group->second.end());
+    } else if (std::find(known.begin(), known.end(), name) != known.end()) {
+      o.only.insert(name);
     } else {
-      throw cli::UsageError("unknown option '" + a + "'");
+      std::string near = cli::closest(name, known);
+      throw cli::UsageError("unknown scenario '" + name + "'" +
+                            (near.empty() ? "" : "; did you mean '" + near + "'?"));
     }
   }
   return o;

@@ -26,30 +26,20 @@
 
 namespace {
 
-constexpr const char* kUsage = R"usage(usage: shop-echo [options]
+constexpr const char* kAbout = R"(shop-echo: the baseline server for shop-bench.
 
-The baseline server for shop-bench: a ZeroMQ ROUTER socket that sends every
-request back unchanged (all frames, identity first). It has shopd's layout:
-one ZeroMQ context with one I/O thread, and the main thread reading the
-ROUTER in zmq_poll, in batches of up to %d requests, with the ZeroMQ default
-high-water marks, as shopd's command socket has.
+A ZeroMQ ROUTER socket that sends every request back unchanged (all frames,
+identity first). It has shopd's layout: one ZeroMQ context with one I/O
+thread, and the main thread reading the ROUTER in zmq_poll, in batches of up
+to 256 requests, with the ZeroMQ default high-water marks, as shopd's
+command socket has.
 
 With --hop, each request also makes shopd's round trip through a second
 thread before it is sent back: staged and handed over in bulk once per turn
 (a moodycamel BlockingConcurrentQueue), returned through a ConcurrentQueue
 and an eventfd written only while the socket thread sleeps, in shopd's loop
 (busy turns skip zmq_poll). It is shopd with nothing to decide: the cost of
-the single-writer hand-off alone.
-
-options:
-  --commands ENDPOINT   ROUTER endpoint  (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a port)
-  --hop                 pass every request through a worker thread, as shopd's shard
-  --version             print the version
-  -h, --help            this text
-
-On start it logs "serving commands on ENDPOINT (...)" on stderr, with the port
-actually bound. Stops on SIGINT or SIGTERM and exits 0.
-)usage";
+the single-writer hand-off alone.)";
 
 // shopd's values (bus/server.cpp): requests read per turn, and the size over
 // which a peer is disconnected.
@@ -218,25 +208,22 @@ uint64_t serveWithHop(zmq::socket_t& router, int signalFd) {
 int main(int argc, char** argv) {
   std::string endpoint = "tcp://127.0.0.1:5555";
   bool hop = false;
+  CLI::App app{kAbout, "shop-echo"};
+  app.set_version_flag("--version", std::string("shop-echo ") + SHOP_VERSION);
+  app.footer(
+      "On start it logs \"serving commands on ENDPOINT (...)\" on stderr, with the port\n"
+      "actually bound. Stops on SIGINT or SIGTERM and exits 0.");
+  app.add_option("--commands", endpoint, "ROUTER endpoint; tcp://127.0.0.1:* picks a port")
+      ->type_name("ENDPOINT")
+      ->capture_default_str();
+  app.add_flag("--hop", hop, "pass every request through a worker thread, as shopd's shard");
   try {
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a == "-h" || a == "--help") {
-        std::printf(kUsage, kReadBatch);
-        return 0;
-      } else if (a == "--version") {
-        std::printf("shop-echo %s\n", SHOP_VERSION);
-        return 0;
-      } else if (a == "--commands") {
-        endpoint = shop::cli::value(argc, argv, i);
-      } else if (a == "--hop") {
-        hop = true;
-      } else {
-        throw shop::cli::UsageError("unknown option '" + a + "'");
-      }
-    }
-  } catch (const shop::cli::UsageError& e) {
-    std::fprintf(stderr, "shop-echo: %s (see shop-echo --help)\n", e.what());
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string hint = shop::cli::didYouMean(app, argc, argv);
+    std::fprintf(stderr, "shop-echo: %s%s (see shop-echo --help)\n", e.what(),
+                 hint.empty() ? "" : ("; " + hint).c_str());
     return 2;
   }
 

@@ -4,9 +4,11 @@
 
 #include <cstdio>
 #include <stdexcept>
+#include <string_view>
 
 #include "bus/client.h"
 #include "bus/codec.h"
+#include "bus/json.h"
 
 namespace shop::bench {
 
@@ -56,6 +58,20 @@ FrameSet framesOf(const std::vector<Command>& commands) {
                                static_cast<uint8_t*>(frame.data()) + frame.size());
     set.idOffsets.push_back(findId(bytes, c.id.bytes.data()));
     set.frames.push_back(std::move(bytes));
+  }
+  return set;
+}
+
+FrameSet jsonFramesOf(const std::vector<Command>& commands) {
+  FrameSet set;
+  set.hexIds = true;
+  bus::JsonWire wire;
+  for (const auto& c : commands) {
+    std::string text = wire.commandText(c);
+    constexpr std::string_view kStart = R"({"commandId":")";
+    if (!text.starts_with(kStart)) throw std::logic_error("a JSON command starts with its id");
+    set.idOffsets.push_back(kStart.size());
+    set.frames.emplace_back(text.begin(), text.end());
   }
   return set;
 }

@@ -31,6 +31,8 @@ std::vector<Command> mixFor(int connection, int customers);
 // One deposit per customer of a connection: the fill's commands, all accepted.
 std::vector<Command> depositsFor(int connection, int customers);
 FrameSet framesOf(const std::vector<Command>& commands);
+// The same commands as JSON frames (bus/json.h), for the JSON path's figures.
+FrameSet jsonFramesOf(const std::vector<Command>& commands);
 
 // Creates the products and every connection's customers, 64 at a time.
 // `curve`: the keys of an admin client, for a shopd with CURVE on.

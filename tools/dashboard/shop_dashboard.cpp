@@ -80,7 +80,10 @@ int main(int argc, char** argv) {
     }
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
-    return e.get_exit_code() == 0 ? code : 2;
+    if (e.get_exit_code() == 0) return code;
+    std::string hint = shop::cli::didYouMean(app, argc, argv);
+    if (!hint.empty()) std::fprintf(stderr, "shop-dashboard: %s\n", hint.c_str());
+    return 2;
   }
 
   // SIGINT and SIGTERM become a readable fd; blocked before any thread starts.
