@@ -159,6 +159,23 @@ TEST_CASE("shopctl: options after the subcommand, endpoints from the environment
   CHECK(stats.stats->headSeq == 4);
   CHECK(stats.stats->rssBytes > 0);
 
+  // Every other command with --json: one Reply, whose event says what happened.
+  auto eventOf = [&](auto type) {
+    Reply reply = replyOf(out);
+    REQUIRE(reply.event);
+    return std::get<decltype(type)>(reply.event->body);
+  };
+  CHECK(run({"add-product", "pear", "0.99", "5"}) == 0);
+  CHECK(eventOf(ProductAdded{}).stock == 5);
+  CHECK(run({"restock", "pear", "5"}) == 0);
+  CHECK(eventOf(ProductRestocked{}).stock == 10);
+  CHECK(run({"create", "json-bob", "10"}) == 0);
+  CHECK(eventOf(CustomerCreated{}).initialBalance == 1000);
+  CHECK(run({"buy", "json-bob", "pear", "2"}) == 0);
+  CHECK(eventOf(ProductBought{}).balance == 802);
+  CHECK(run({"return", "json-bob", "pear", "1"}) == 0);
+  CHECK(eventOf(ProductReturned{}).refund == 99);
+
   // Per-subcommand help, and a usage error for a missing argument.
   CHECK(Process::run({SHOPCTL_PATH, "tail", "--help"}, &out, &err) == 0);
   CHECK(out.find("--until-head") != std::string::npos);

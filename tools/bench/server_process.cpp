@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include <chrono>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -105,13 +106,14 @@ uint64_t shopdDefault(const std::string& flag) {
   char buf[4096];
   while (size_t n = std::fread(buf, 1, sizeof buf, help)) text.append(buf, n);
   ::pclose(help);
+  // CLI11's help: "  --retention N:UINT in [1 - 1000000000]=1000000".
   size_t at = text.find("  " + flag + " ");
-  size_t eol = text.find('\n', at);
-  size_t def = at == std::string::npos ? at : text.find("(default ", at);
-  if (def == std::string::npos || def > eol) {
+  size_t eol = at == std::string::npos ? at : text.find('\n', at);
+  size_t def = at == std::string::npos ? at : text.rfind('=', eol);
+  if (def == std::string::npos || def < at || !std::isdigit(text[def + 1])) {
     throw std::runtime_error("no default for " + flag + " in shopd --help");
   }
-  return std::stoull(text.substr(def + 9));
+  return std::stoull(text.substr(def + 1));
 }
 
 std::unique_ptr<ServerProcess> startEcho(bool hop) {
