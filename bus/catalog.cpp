@@ -8,11 +8,15 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "bus/json.h"
 #include "core/validation.h"
 #include "schemas/shop.capnp.h"
 
 namespace shop::bus {
 namespace {
+
+// {"products": [{"product": ...}]}: 3 levels; more is not a catalog.
+constexpr int kCatalogDepth = 8;
 
 std::string entryName(size_t index, const std::string& product) {
   std::string out = "product #" + std::to_string(index + 1);
@@ -66,20 +70,19 @@ void checkShape(capnp::json::Value::Reader root) {
 
 std::vector<AddProduct> parseCatalog(const std::string& json) {
   capnp::JsonCodec codec;
-  {
-    capnp::MallocMessageBuilder raw;
-    auto value = raw.initRoot<capnp::json::Value>();
-    try {
-      codec.decodeRaw(kj::ArrayPtr<const char>(json.data(), json.size()), value);
-    } catch (const kj::Exception& e) {
-      throw std::runtime_error(std::string("not valid JSON: ") + e.getDescription().cStr());
-    }
-    checkShape(value.asReader());
+  // Parsed by parseJson (bus/json.h), which reads \u escapes right.
+  capnp::MallocMessageBuilder raw;
+  auto value = raw.initRoot<capnp::json::Value>();
+  try {
+    parseJson(json, value, kCatalogDepth);
+  } catch (const JsonError& e) {
+    throw std::runtime_error(std::string("not valid JSON: ") + e.what());
   }
+  checkShape(value.asReader());
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<wire::Catalog>();
   try {
-    codec.decode(kj::StringPtr(json.c_str(), json.size()), root);
+    codec.decode(value.asReader(), root);
   } catch (const kj::Exception& e) {
     throw std::runtime_error(e.getDescription().cStr());
   }

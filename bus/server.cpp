@@ -432,9 +432,9 @@ void Server::append(const PublishedEvent& event) {
   ++stats_.events;
   if (config_.journal) config_.journal->append(event.message);
   topicInto(event.event, topic_);  // one buffer for every event: no allocation once grown
-  outEvents_.push_back(OutgoingEvent{zmq::message_t(topic_.data(), topic_.size()),
-                                     toFrame(event.message),
-                                     jsonPub_ ? json_.event(event.message) : zmq::message_t()});
+  outEvents_.push_back(
+      OutgoingEvent{zmq::message_t(topic_.data(), topic_.size()), toFrame(event.message)});
+  if (jsonPub_) outJson_.push_back(json_.event(event.message));
 }
 
 void Server::reply(uint64_t tag, const ReplyView& reply) {
@@ -457,14 +457,14 @@ void Server::reply(uint64_t tag, const ReplyView& reply) {
 
 void Server::commit() {
   if (!config_.journal) {
-    send(outEvents_, outReplies_);
+    send(outEvents_, outJson_, outReplies_);
     return;
   }
   uint64_t batch = config_.journal->commit();
   if (batch != 0) lastBatch_ = batch;
   if (!outEvents_.empty() || !outReplies_.empty()) {
     if (batch == 0 && held_.empty()) {
-      send(outEvents_, outReplies_);  // nothing of it waits on the disk
+      send(outEvents_, outJson_, outReplies_);  // nothing of it waits on the disk
     } else {
       Held held;
       if (!spareHeld_.empty()) {
@@ -473,6 +473,7 @@ void Server::commit() {
       }
       held.batch = lastBatch_;
       std::swap(held.events, outEvents_);
+      std::swap(held.json, outJson_);
       std::swap(held.replies, outReplies_);
       held_.push_back(std::move(held));
     }
@@ -485,23 +486,26 @@ void Server::releaseDurable() {
   uint64_t durable = config_.journal->durable();
   while (!held_.empty() && held_.front().batch <= durable) {
     Held& front = held_.front();
-    send(front.events, front.replies);
+    send(front.events, front.json, front.replies);
     spareHeld_.push_back(std::move(front));
     held_.pop_front();
   }
 }
 
-void Server::send(std::vector<OutgoingEvent>& events, std::vector<OutgoingReply>& replies) {
+void Server::send(std::vector<OutgoingEvent>& events, std::vector<zmq::message_t>& json,
+                  std::vector<OutgoingReply>& replies) {
   // Events first: a client that sees its reply can find the event published.
-  for (auto& e : events) {
-    if (jsonPub_) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    OutgoingEvent& e = events[i];
+    if (!json.empty()) {
       jsonPub_->send(zmq::const_buffer(e.topic.data(), e.topic.size()), zmq::send_flags::sndmore);
-      jsonPub_->send(e.json, zmq::send_flags::none);
+      jsonPub_->send(json[i], zmq::send_flags::none);
     }
     pub_.send(e.topic, zmq::send_flags::sndmore);
     pub_.send(e.body, zmq::send_flags::none);
   }
   events.clear();
+  json.clear();
   if (!backlogs_.empty()) flushBacklogs();  // older replies first
   for (auto& r : replies) deliver(r);
   replies.clear();

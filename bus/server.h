@@ -161,7 +161,6 @@ class Server : public EventSink, public ReplySink {
   struct OutgoingEvent {
     zmq::message_t topic;
     zmq::message_t body;
-    zmq::message_t json;  // with an events JSON socket: the body as JSON
   };
   // Replies the ROUTER would not take yet (the peer's pipe was full), in
   // order. While a peer has one, its replies join it, so order is kept.
@@ -183,7 +182,10 @@ class Server : public EventSink, public ReplySink {
   void park(Backlog& backlog, OutgoingReply& reply);
   // Sends a turn's output: events first, then older backlogged replies,
   // then these replies. Clears both.
-  void send(std::vector<OutgoingEvent>& events, std::vector<OutgoingReply>& replies);
+  // `json`: the events' JSON bodies, one per event, with an events JSON
+  // socket (else empty).
+  void send(std::vector<OutgoingEvent>& events, std::vector<zmq::message_t>& json,
+            std::vector<OutgoingReply>& replies);
   // With a journal: the output of the batches the journal has made durable.
   void releaseDurable();
   // Sends what the backlogs hold, oldest first, until each peer's pipe is full.
@@ -214,6 +216,7 @@ class Server : public EventSink, public ReplySink {
   std::vector<capnp::word> alignScratch_;  // unaligned request bodies
   std::vector<Request> batch_;             // decoded, not yet submitted
   std::vector<OutgoingEvent> outEvents_;   // until commit()
+  std::vector<zmq::message_t> outJson_;    // with jsonPub_: outEvents_' bodies as JSON
   std::vector<OutgoingReply> outReplies_;  // until commit(), after the events
   // With a journal: turns' output waiting for their batch to be durable,
   // oldest first. A turn that journaled nothing waits for the batch before
@@ -221,6 +224,7 @@ class Server : public EventSink, public ReplySink {
   struct Held {
     uint64_t batch = 0;
     std::vector<OutgoingEvent> events;
+    std::vector<zmq::message_t> json;
     std::vector<OutgoingReply> replies;
   };
   std::deque<Held> held_;

@@ -80,16 +80,18 @@ std::optional<std::string> checkId(std::string_view id) {
   return std::nullopt;
 }
 
-std::string displayId(std::string_view id) {
-  if (!checkId(id)) return std::string(id);
+namespace {
+
+// displayId and displayText: `replaceSlash` for ids, whose '/' would split a topic.
+std::string display(std::string_view text, size_t maxBytes, bool replaceSlash) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-  std::string_view head = id.substr(0, kMaxIdBytes);
+  std::string_view head = text.substr(0, maxBytes);
   std::string out;
   out.reserve(head.size() * 3 + 24);
   for (size_t i = 0; i < head.size();) {
     auto c = static_cast<unsigned char>(head[i]);
     size_t n = utf8Length(head, i);
-    if (n == 0 || c < 0x20 || c == 0x7F || c == '/') {
+    if (n == 0 || c < 0x20 || c == 0x7F || (replaceSlash && c == '/')) {
       out.append(kReplacement);
       ++i;
     } else {
@@ -97,10 +99,21 @@ std::string displayId(std::string_view id) {
       i += n;
     }
   }
-  if (id.size() > head.size()) {
-    out.append("\xE2\x80\xA6(").append(std::to_string(id.size())).append(" bytes)");  // "…"
+  if (text.size() > head.size()) {
+    out.append("\xE2\x80\xA6(").append(std::to_string(text.size())).append(" bytes)");  // "…"
   }
   return out;
+}
+
+}  // namespace
+
+std::string displayId(std::string_view id) {
+  if (!checkId(id)) return std::string(id);
+  return display(id, kMaxIdBytes, true);
+}
+
+std::string displayText(std::string_view text, size_t maxBytes) {
+  return display(text, maxBytes, false);
 }
 
 std::optional<Rejection> validate(const Command& command) {

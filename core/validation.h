@@ -23,6 +23,12 @@ std::optional<std::string> checkId(std::string_view id);
 // bytes, whatever the client sent.
 std::string displayId(std::string_view id);
 
+// The same treatment for free text that may hold a client's bytes (a
+// parser's message quoting them): of its first `maxBytes` bytes, every
+// control character and byte that is not valid UTF-8 becomes U+FFFD, and a
+// longer text is cut there and marked "…(N bytes)".
+std::string displayText(std::string_view text, size_t maxBytes);
+
 // Field-level checks that need no aggregate state: id syntax, ranges of
 // amounts and quantities. Returns the rejection, or nullopt when valid.
 std::optional<Rejection> validate(const Command& command);

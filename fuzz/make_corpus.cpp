@@ -203,6 +203,15 @@ void writeCommands(const fs::path& dir) {
             R"({"commandId":"73656564636f72700000000000000066","deposit":[1]})"})},
   };
   for (const auto& seed : json) write(dir / (std::string("seed-") + seed.name), seed.bytes);
+  // The fuzzer's finding: capnp-json 0.9.2 read \u001f as 0x15 (bus/json.h,
+  // parseJson); a raw control character in a string is no JSON at all.
+  write(
+      dir / "crash-json-escapes",
+      joined(
+          {R"({"commandId":"73656564636f72700000000000000070","createCustomer":{"customer":"ji\u001fl caf\u00e9","initialBalance":"900"}})",
+           std::string(
+               R"({"commandId":"73656564636f72700000000000000071","createCustomer":{"customer":"ji)") +
+               "\x1f" + R"(l","initialBalance":"900"}})"}));
 }
 
 void writeCatalogs(const fs::path& dir, const fs::path& defaultCatalog) {

@@ -12,6 +12,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "bus/catalog.h"
 #include "bus/client.h"
 #include "bus/codec.h"
 #include "bus/json.h"
@@ -109,6 +110,41 @@ TEST_CASE("64-bit integers are read from JSON numbers as well as the strings cap
   CHECK(std::get<Deposit>(negative.command->body).amount == -5);
 }
 
+TEST_CASE("\\u escapes read as the characters they name (capnp-json 0.9.2's parser does not)") {
+  JsonWire wire;
+  // Python's json.dumps escapes every non-ASCII character: "café" travels as
+  // "caf\u00e9". And capnp-json prints control characters as \u00XX.
+  struct Case {
+    std::string escaped;
+    std::string bytes;
+  };
+  for (const auto& c : std::vector<Case>{{R"(caf\u00e9)", "caf\xC3\xA9"},
+                                         {R"(ji\u001fl)", "ji\x1Fl"},
+                                         {R"(\u00FF\u00ab)", "\xC3\xBF\xC2\xAB"},
+                                         {R"(\ud83d\ude00)", "\xF0\x9F\x98\x80"}}) {
+    CAPTURE(c.escaped);
+    DecodedCommand decoded =
+        wire.decodeCommand(withId(kId, R"("getCustomer":{"customer":")" + c.escaped + R"("})"));
+    REQUIRE(decoded.command);
+    CHECK(std::get<GetCustomer>(decoded.command->body).customer == c.bytes);
+    // And what shopctl prints reads back the same.
+    DecodedCommand again = wire.decodeCommand(wire.commandText(*decoded.command));
+    REQUIRE(again.command);
+    CHECK(std::get<GetCustomer>(again.command->body).customer == c.bytes);
+  }
+  // Integers past 2^53 arrive exactly, as numbers or as strings.
+  for (const char* amount : {"9007199254740993", "\"9007199254740993\""}) {
+    DecodedCommand decoded = wire.decodeCommand(
+        withId(kId, std::string(R"("deposit":{"customer":"a","amount":)") + amount + "}"));
+    REQUIRE(decoded.command);
+    CHECK(std::get<Deposit>(decoded.command->body).amount == 9007199254740993);
+  }
+  // The starter catalog is read the same way.
+  auto products = parseCatalog(R"({"products":[{"product":"caf\u00e9","price":1}]})");
+  REQUIRE(products.size() == 1);
+  CHECK(products[0].product == "caf\xC3\xA9");
+}
+
 TEST_CASE("malformed JSON is answered with why, naming the commandId when it was read") {
   JsonWire wire;
   CommandId id = commandIdFromWire(
@@ -120,32 +156,89 @@ TEST_CASE("malformed JSON is answered with why, naming the commandId when it was
     std::string why;
     bool idRead;
   };
+  const std::string late =
+      R"({"deposit":{"customer":"a","ammount":5},"commandId":")" + std::string(kId) + R"("})";
   std::vector<Case> cases = {
-      {"{nope", "json: Unexpected input", false},
+      {"{nope", "json: parse error at line 1, column 3: syntax error", false},
       {"{", "json: ", false},
-      {withId(kId, R"("deposit":{"customer":"a","ammount":5})"), "Unknown field; name = ammount",
-       true},
+      {R"({"commandId":")" + std::string(kId) + R"(" } [])", "json: ", false},
+      {withId(kId, R"("deposit":{"customer":"a","ammount":5})"),
+       "json: Unknown field; name = ammount", true},
+      // The id is read first, wherever it stands in the object.
+      {late, "json: Unknown field; name = ammount", true},
       {R"({"commandId":")" + std::string(kId) + R"("})", "json: no command kind in the object",
        true},
-      {withId(kId, R"("deposit":{"customer":"a"},"getStats":{})"), "names deposit and getStats",
-       true},
-      {withId("0011", R"("getStats":{})"), "commandId must be 16 bytes, got 2", false},
-      {withId("zz", R"("getStats":{})"), "commandId must be 16 bytes", false},
-      {withId(kId, R"("deposit":{"customer":"a","amount":1e30})"), "out-of-range", true},
-      {withId(kId, R"("deposit":{"customer":"a","amount":"ten"})"), "json: ", true},
+      {withId(kId, R"("deposit":{"customer":"a"},"getStats":{})"),
+       "json: a command names one kind, this one names deposit and getStats", true},
+      {R"({"getStats":{}})", "json: no commandId", false},
+      {R"({"commandId":7,"getStats":{}})", "json: commandId must be a string", false},
+      // Strict hex: capnp's own decoder would read these as other ids.
+      {withId("0011", R"("getStats":{})"), "json: commandId must be 32 hex digits", false},
+      {withId(std::string(32, 'z'), R"("getStats":{})"), "json: commandId must be 32 hex digits",
+       false},
+      {withId("0g112233445566778899aabbccddeeff", R"("getStats":{})"), "must be 32 hex digits",
+       false},
+      {withId(std::string(kId) + "0", R"("getStats":{})"), "got 33 characters", false},
+      // No exact integer: a fraction, or an exponent past 2^53.
+      {withId(kId, R"("deposit":{"customer":"a","amount":1e30})"), "write its digits", true},
+      {withId(kId, R"("deposit":{"customer":"a","amount":99999999999999999999})"),
+       "write its digits", true},
+      {withId(kId, R"("deposit":{"customer":7})"), "json: ", true},
+      // JSON is UTF-8, and a raw control character is no JSON string.
+      {withId(kId, R"("deposit":{"customer":")"
+                   "\xff"
+                   R"("})"),
+       "json: parse error", false},
+      {withId(kId, R"("deposit":{"customer":")"
+                   "\x1f"
+                   R"("})"),
+       "json: parse error", false},
+      {withId(kId, R"("deposit":{"customer":"a","amount":1.5})"), "whole numbers", true},
+      {withId(kId, R"("deposit":{"customer":"a","amount":"ten"})"),
+       "json: String does not contain valid number", true},
+      {withId(kId, R"("deposit":{"customer":"a","amount":"99999999999999999999"})"),
+       "json: ", true},
       {withId(kId, R"("deposit":[1,2])"), "json: a value has the wrong JSON type", true},
       {withId(kId, R"("deposit":{"customer":{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}})"),
-       "json: JSON message nested too deeply", false},
-      {"{" + std::string(kMaxFrameBytes, ' ') + "}", "exceeds the limit of 16384", false},
+       "json: nested deeper than 8 levels", false},
+      {"{" + std::string(kMaxFrameBytes, ' ') + "}", "json: frame of 16386 bytes exceeds the limit",
+       false},
   };
   for (const auto& c : cases) {
     CAPTURE(c.frame.substr(0, 120));
     DecodedCommand decoded = wire.decodeCommand(c.frame);
     CHECK_FALSE(decoded.command);
     CHECK(decoded.malformed.find(c.why) != std::string::npos);
+    CHECK(decoded.malformed.starts_with("json: "));
     CHECK_FALSE(decoded.malformed.starts_with("json: expected"));  // no check's source text
     CHECK((decoded.id == id) == c.idRead);
   }
+}
+
+TEST_CASE("a malformed reply never carries the client's bytes raw") {
+  JsonWire wire;
+  // An unknown key, which the parser's message quotes: in the JSON text,
+  // escapes that read as ESC and a newline.
+  std::string frame = withId(kId, R"("deposit":{"customer":"a","evil\u001b[2J\nshopd: forged":1})");
+  DecodedCommand decoded = wire.decodeCommand(frame);
+  REQUIRE_FALSE(decoded.command);
+  CAPTURE(decoded.malformed);
+  CHECK(decoded.malformed.find("Unknown field") != std::string::npos);
+  CHECK(decoded.malformed.find('\n') == std::string::npos);
+  CHECK(decoded.malformed.find('\x1b') == std::string::npos);
+  CHECK(decoded.malformed.find("\xEF\xBF\xBD[2J\xEF\xBF\xBDshopd: forged") !=
+        std::string::npos);  // U+FFFD instead
+  // A byte that is not UTF-8: the parser's message quotes what it read.
+  DecodedCommand notUtf8 = wire.decodeCommand(withId(kId, R"("deposit":{"customer":"a","bad)"
+                                                          "\xff"
+                                                          R"(":1})"));
+  REQUIRE_FALSE(notUtf8.command);
+  CHECK(notUtf8.malformed.find("ill-formed UTF-8") != std::string::npos);
+  CHECK(notUtf8.malformed.find('\xff') == std::string::npos);
+  // A long key is cut.
+  DecodedCommand longKey =
+      wire.decodeCommand(withId(kId, R"("deposit":{")" + std::string(5000, 'k') + R"(":1})"));
+  CHECK(longKey.malformed.size() < 300);
 }
 
 TEST_CASE("JSON commands of every kind meet the same validation, gate and dedupe as binary ones") {
