@@ -3,8 +3,7 @@
 # (EmbeddedServer, EventProbe, EngineHarness), and the layers below them.
 include(CMakePackageConfigHelpers)
 
-set_target_properties(concurrentqueue PROPERTIES EXPORT_NAME concurrentqueue)
-install(TARGETS shop_schemas shop_core shop_bus shop_client shop_testkit concurrentqueue
+install(TARGETS shop_schemas shop_core shop_bus shop_client shop_testkit
         EXPORT shopTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -116,36 +116,57 @@ inline std::string closest(std::string_view word, const std::vector<std::string>
 }
 
 // After a parse error: "unknown command 'crate': did you mean 'create'?"
-// for the first word on the
-// command line that is neither a known subcommand nor a known long option
-// of `app` (or of its subcommands) but is a typo of one. Empty otherwise.
-// (Debian's CLI11 2.1 makes no suggestions of its own.)
+// for the word where a subcommand belongs (the first one that is neither an
+// option nor an option's value), or "unknown option '--jsn': did you mean
+// '--json'?" for a long option that neither `app` nor its subcommands know,
+// when it is a typo of one they do. Empty otherwise. (Debian's CLI11 2.1
+// makes no suggestions of its own.)
 inline std::string didYouMean(const CLI::App& app, int argc, char** argv) {
   std::vector<std::string> options;
   std::vector<std::string> commands;
-  auto addOptions = [&options](const CLI::App& from) {
-    for (const CLI::Option* option : from.get_options()) {
-      for (const auto& name : option->get_lnames()) options.push_back("--" + name);
-    }
-  };
-  addOptions(app);
+  std::vector<const CLI::App*> apps = {&app};
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
     commands.push_back(sub->get_name());
-    addOptions(*sub);
+    apps.push_back(sub);
   }
+  // Whether a known long option takes a value (so the next word is not a
+  // subcommand's place).
+  auto takesValue = [&apps](std::string_view name) {
+    for (const CLI::App* from : apps) {
+      for (const CLI::Option* option : from->get_options()) {
+        for (const auto& long_name : option->get_lnames()) {
+          if ("--" + long_name == name) return option->get_type_size_min() > 0;
+        }
+      }
+    }
+    return false;
+  };
+  for (const CLI::App* from : apps) {
+    for (const CLI::Option* option : from->get_options()) {
+      for (const auto& name : option->get_lnames()) options.push_back("--" + name);
+    }
+  }
+  bool commandPlace = !commands.empty();
   for (int i = 1; i < argc; ++i) {
     std::string_view word = argv[i];
     if (word.starts_with("--")) {
+      bool inline_value = word.find('=') != std::string_view::npos;
       word = word.substr(0, word.find('='));
-      if (std::find(options.begin(), options.end(), word) != options.end()) continue;
+      if (std::find(options.begin(), options.end(), word) != options.end()) {
+        if (!inline_value && takesValue(word)) ++i;  // its value
+        continue;
+      }
       std::string near = closest(word, options);
-      if (!near.empty())
+      if (!near.empty()) {
         return "unknown option '" + std::string(word) + "': did you mean '" + near + "'?";
-    } else if (!commands.empty() && !word.starts_with("-") &&
-               std::find(commands.begin(), commands.end(), word) == commands.end()) {
+      }
+    } else if (commandPlace && !word.starts_with("-")) {
+      commandPlace = false;  // only the first word can name the subcommand
+      if (std::find(commands.begin(), commands.end(), word) != commands.end()) continue;
       std::string near = closest(word, commands);
-      if (!near.empty())
+      if (!near.empty()) {
         return "unknown command '" + std::string(word) + "': did you mean '" + near + "'?";
+      }
     }
   }
   return {};

@@ -1,9 +1,11 @@
 // shop-demo: drives the engine in-process through the seed scenario and
-// prints every event. A stand-in for the server until shopd exists.
+// prints every event.
+#include <CLI/CLI.hpp>
 #include <cstdio>
-#include <cstring>
+#include <string>
 
 #include "core/engine.h"
+#include "tools/cli.h"
 
 namespace {
 
@@ -21,24 +23,23 @@ class Printer : public shop::EngineListener {
 int main(int argc, char** argv) {
   using namespace shop;
   EngineConfig config;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::printf(
-          "usage: shop-demo [--shards N]\n\n"
-          "Runs the seed scenario (create, buy, return, overdraft, unknown product,\n"
-          "duplicate customer, six operations at once) through the in-process engine\n"
-          "and prints every event, one per line.\n");
-      return 0;
-    }
-    if (std::strcmp(argv[i], "--shards") == 0 && i + 1 < argc) {
-      config.shards = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
-      if (config.shards == 0) {
-        std::fprintf(stderr, "shop-demo: --shards must be >= 1\n");
-        return 2;
-      }
-      continue;
-    }
-    std::fprintf(stderr, "shop-demo: unknown argument '%s' (see --help)\n", argv[i]);
+  CLI::App app{
+      "shop-demo: runs the seed scenario (create, buy, return, overdraft, unknown product,\n"
+      "duplicate customer, six operations at once) through the in-process engine and\n"
+      "prints every event, one per line.",
+      "shop-demo"};
+  app.set_version_flag("--version", std::string("shop-demo ") + SHOP_VERSION);
+  app.add_option("--shards", config.shards, "shard threads")
+      ->type_name("N")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string hint = cli::didYouMean(app, argc, argv);
+    std::fprintf(stderr, "shop-demo: %s%s (see shop-demo --help)\n", e.what(),
+                 hint.empty() ? "" : ("; " + hint).c_str());
     return 2;
   }
 
@@ -56,12 +57,13 @@ int main(int argc, char** argv) {
   run(CreateCustomer{"alice", 10'000});
   run(BuyProduct{"alice", "apple", 2});
   run(ReturnProduct{"alice", "apple", 1});
-  run(BuyProduct{"alice", "tv", 1});       // insufficientFunds
-  run(BuyProduct{"alice", "durian", 1});   // unknownProduct
-  run(CreateCustomer{"alice", 5});         // customerExists
+  run(BuyProduct{"alice", "tv", 1});      // insufficientFunds
+  run(BuyProduct{"alice", "durian", 1});  // unknownProduct
+  run(CreateCustomer{"alice", 5});        // customerExists
   // Six at once: the gate admits five and rejects the sixth.
   engine.holdShard(engine.shardOfCustomer("alice"));
-  for (int i = 0; i < 6; ++i) engine.submit(Command{CommandId::random(), Deposit{"alice", 100}}, ++tag);
+  for (int i = 0; i < 6; ++i)
+    engine.submit(Command{CommandId::random(), Deposit{"alice", 100}}, ++tag);
   engine.resumeShard(engine.shardOfCustomer("alice"));
   engine.drain();
   std::fprintf(stderr, "shop-demo: %zu replies, head seq %llu\n", printer.replies,

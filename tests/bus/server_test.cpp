@@ -672,25 +672,60 @@ TEST_CASE("waves of connections that send and vanish leave no fds or backlogs be
   CHECK(stats.backlogBytes == 0);
 }
 
-TEST_CASE("the test kit's server is quiet: its log lines are kept for the test, not printed") {
-  // stderr goes to a pipe while a server starts and stops.
-  int pipeFds[2];
-  REQUIRE(::pipe2(pipeFds, O_NONBLOCK) == 0);
-  int savedStderr = ::dup(STDERR_FILENO);
-  REQUIRE(::dup2(pipeFds[1], STDERR_FILENO) >= 0);
-  std::string commands;
-  {
-    EmbeddedServer server;
-    commands = server.commands();
-    server.stop();
+namespace {
+// Sends stderr to a pipe until destroyed, then restores it; `printed()`
+// reads what was written meanwhile.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    REQUIRE(::pipe2(fds_, O_NONBLOCK) == 0);
+    saved_ = ::dup(STDERR_FILENO);
+    REQUIRE(saved_ >= 0);
+    REQUIRE(::dup2(fds_[1], STDERR_FILENO) >= 0);
   }
-  ::dup2(savedStderr, STDERR_FILENO);
-  ::close(savedStderr);
-  ::close(pipeFds[1]);
+  ~StderrCapture() {
+    restore();
+    if (fds_[0] >= 0) ::close(fds_[0]);
+  }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+  std::string printed() {
+    restore();
+    std::string out;
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(fds_[0], buffer, sizeof buffer)) > 0;) {
+      out.append(buffer, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    ::close(fds_[1]);
+    saved_ = -1;
+  }
+  int fds_[2] = {-1, -1};
+  int saved_ = -1;
+};
+}  // namespace
+
+TEST_CASE("the test kit's server is quiet: its log lines are kept for the test, not printed") {
+  TestLog::echo(false);  // as by default, whatever SHOP_TEST_LOG says
+  TestLog::clear();
+  std::string commands;
   std::string printed;
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(pipeFds[0], buffer, sizeof buffer)) > 0;) printed.append(buffer, n);
-  ::close(pipeFds[0]);
+  {
+    StderrCapture capture;
+    {
+      EmbeddedServer server;
+      commands = server.commands();
+      server.stop();
+    }
+    printed = capture.printed();
+  }
   CHECK(printed.find("serving commands on") == std::string::npos);
   CHECK(TestLog::contains("serving commands on " + commands));
   CHECK(TestLog::contains("stopped after"));

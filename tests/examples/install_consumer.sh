@@ -36,6 +36,8 @@ cmake --build "$work/build" -j2 >"$work/build.log" || { cat "$work/build.log"; e
 # which catalog it loaded. Reads block on the log's lines: no sleeps.
 exec 3< <(exec "$prefix/bin/shopd" --commands 'tcp://127.0.0.1:*' --events 'tcp://127.0.0.1:*' 2>&1)
 shopd_pid=$!
+# Whatever fails below, the installed shopd does not outlive the test.
+trap 'kill "$shopd_pid" 2>/dev/null || true' EXIT
 catalog=""
 commands=""
 while IFS= read -r line <&3; do
@@ -55,4 +57,10 @@ fi
 "$prefix/bin/shopctl" --endpoint "$commands" buy nobody apple >/dev/null 2>&1 || [ $? -eq 1 ]
 kill -TERM "$shopd_pid"
 while IFS= read -r line <&3; do echo "shopd: $line"; done
+status=0
+wait "$shopd_pid" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "install_consumer: the installed shopd exited $status on SIGTERM" >&2
+  exit 1
+fi
 echo "install_consumer: ok"

@@ -10,7 +10,8 @@
 namespace shop::testkit {
 
 TestLog& TestLog::instance() {
-  static TestLog log;
+  // Never destroyed: a thread may still log while the process exits.
+  static TestLog& log = *new TestLog;
   return log;
 }
 
@@ -56,7 +57,8 @@ void TestLog::clear() {
 
 void TestLog::take(std::string_view line) {
   std::lock_guard lock(mutex_);
-  if (echo_) {
+  // A fatal error is printed all the same: a failing test must show it.
+  if (echo_ || line.find(" fatal") != std::string_view::npos) {
     [[maybe_unused]] auto written = ::write(STDERR_FILENO, line.data(), line.size());
   }
   if (lines_.size() == kKept) lines_.pop_front();

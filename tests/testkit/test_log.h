@@ -1,7 +1,7 @@
 // The test kit keeps the log lines of the servers it runs instead of
 // printing them, so that a test's output is its own. A test can read them,
 // or turn printing on: TestLog::echo(true), or SHOP_TEST_LOG=1 in the
-// environment.
+// environment. Lines that say "fatal" are printed all the same.
 #pragma once
 
 #include <deque>

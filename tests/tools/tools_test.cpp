@@ -294,7 +294,8 @@ TEST_CASE("shopd rejects bad flags with exit 2 and serves --help and --version")
   CHECK(out.find("--catalog") != std::string::npos);
   CHECK(Process::run({SHOPD_PATH, "--catalog", "/nonexistent.json"}, nullptr, &err) == 1);
   CHECK(err.find("cannot open catalog") != std::string::npos);
-  for (const char* tool : {SHOPD_PATH, SHOPCTL_PATH, SHOP_BENCH_PATH, SHOP_ECHO_PATH}) {
+  for (const char* tool : {SHOPD_PATH, SHOPCTL_PATH, SHOP_BENCH_PATH, SHOP_ECHO_PATH,
+                           SHOP_DASHBOARD_PATH, SHOP_DEMO_PATH}) {
     CAPTURE(tool);
     CHECK(Process::run({tool, "--version"}, &out) == 0);
     CHECK(out.find("0.") != std::string::npos);
@@ -324,6 +325,12 @@ TEST_CASE("a typo gets a suggestion, in every tool") {
   CHECK(err.find("did you mean '--hop'?") != std::string::npos);
   CHECK(Process::run({SHOP_BENCH_PATH, "--scenarios", "jurnal"}, nullptr, &err) == 2);
   CHECK(err.find("did you mean 'journal'?") != std::string::npos);
+  // Only the subcommand's place is compared with subcommand names; an
+  // option's value is skipped.
+  CHECK(Process::run({SHOPCTL_PATH, "--timeout", "100", "crate", "x"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean 'create'?") != std::string::npos);
+  CHECK(Process::run({SHOPCTL_PATH, "buy", "by", "apple", "2x"}, nullptr, &err) == 2);
+  CHECK(err.find("did you mean") == std::string::npos);
   // Nothing near enough: no guess.
   CHECK(Process::run({SHOPCTL_PATH, "frobnicate"}, nullptr, &err) == 2);
   CHECK(err.find("did you mean") == std::string::npos);
