@@ -308,10 +308,18 @@ void Engine::prefetch(const Command& command) const {
 void Engine::refuse(const Command& command, uint64_t tag, RejectReason reason, std::string detail) {
   assertOwner();
   ++commandsReceived_;
-  // Validation still comes first: an invalid id is never echoed raw.
+  // Validation still comes first: an invalid id is never echoed raw. An
+  // invalid mutation is then remembered as submit() remembers it (and as
+  // recovery does from its event), so that a retry is answered from the
+  // window, here and after a restart alike.
   if (auto invalid = validate(command)) {
-    reason = invalid->reason;
-    detail = std::move(invalid->detail);
+    ReplyView reply = reject(command, invalid->reason, std::move(invalid->detail));
+    if (!isQuery(command.kind()) &&
+        dedupe_.find(command.id).kind == DedupeWindow::Hit::Kind::absent) {
+      dedupe_.remember(command.id, {reply.seq, ReplyStatus::rejected, reply.reason});
+    }
+    replies_.reply(tag, reply);
+    return;
   }
   replies_.reply(tag, reject(command, reason, std::move(detail)));
 }

@@ -154,8 +154,8 @@ Options parse(int argc, char** argv) {
           ->capture_default_str()
           ->group(durability),
       app.add_flag("--keep-segments", o.snapshots.keepSegments,
-                   "keep journal files that snapshots cover (they are deleted once no kept "
-                   "snapshot needs them)")
+                   "keep every journal file; without it, a file is deleted once every kept "
+                   "snapshot covers it")
           ->group(durability),
   };
 

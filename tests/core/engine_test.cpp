@@ -182,6 +182,32 @@ TEST_CASE("a retry is answered from the window while it evicts older ids, and ap
   CHECK(h.run(GetCustomer{"alice"}).customer->balance == 7 + 6);
 }
 
+TEST_CASE("a refused command that is also invalid is remembered, as recovery remembers it") {
+  // The server refuses a command (overloaded, forbidden) before submitting
+  // it; validation still decides its reason. Its rejection is then
+  // remembered like any invalid command's, so that a retry gets the same
+  // seq now and after a restart, where recovery remembers it from its event.
+  EngineHarness h{EngineConfig{.shards = 1}};
+  CommandId id = CommandId::random();
+  constexpr uint64_t kTag = 1'000'000;
+  h.engine.refuse(Command{id, Deposit{"a/b", 5}}, kTag, RejectReason::overloaded, "busy");
+  const Reply* first = h.replyOf(kTag);
+  REQUIRE(first);
+  REQUIRE(first->rejection());
+  CHECK(first->rejection()->reason == RejectReason::invalidId);
+  size_t events = h.listener.events.size();
+  Reply again = h.run(Deposit{"a/b", 5}, id);
+  REQUIRE(again.rejection());
+  CHECK(again.rejection()->reason == RejectReason::invalidId);
+  CHECK(again.event->seq == first->event->seq);  // from the window
+  CHECK(h.listener.events.size() == events);     // nothing published again
+  // A valid refused command applied nothing and stays a new attempt.
+  CommandId busy = CommandId::random();
+  h.engine.refuse(Command{busy, CreateCustomer{"carol", 1}}, kTag + 1, RejectReason::overloaded,
+                  "busy");
+  CHECK(h.run(CreateCustomer{"carol", 1}, busy).status == ReplyStatus::accepted);
+}
+
 TEST_CASE("a retry whose event left retention gets its compact outcome and applies nothing") {
   EngineHarness h{EngineConfig{.shards = 2, .retention = 4, .dedupeWindow = 100}};
   h.run(CreateCustomer{"alice", 0});
