@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <functional>
