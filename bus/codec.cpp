@@ -1,5 +1,6 @@
 #include "bus/codec.h"
 
+#include <stdexcept>
 #include <capnp/serialize.h>
 #include <kj/io.h>
 
@@ -61,9 +62,21 @@ void toWire(const Command& command, wire::Command::Builder out) {
           auto b = out.initReadEvents();
           b.setFromSeq(c.fromSeq);
           b.setMaxCount(c.maxCount);
-        } else {
-          static_assert(std::is_same_v<T, GetStats>);
+        } else if constexpr (std::is_same_v<T, GetStats>) {
           out.initGetStats();
+        } else if constexpr (std::is_same_v<T, HoldProduct>) {
+          auto b = out.initHoldProduct();
+          b.setCustomer(textOf(c.customer));
+          b.setProduct(textOf(c.product));
+          b.setQuantity(c.quantity);
+          b.setTtlMs(c.ttlMs);
+        } else if constexpr (std::is_same_v<T, ConfirmHold>) {
+          out.initConfirmHold().setHoldId(c.holdId);
+        } else if constexpr (std::is_same_v<T, ReleaseHold>) {
+          out.initReleaseHold().setHoldId(c.holdId);
+        } else {
+          static_assert(std::is_same_v<T, ExpireHold>);
+          throw std::logic_error("expireHold is the engine's own: it has no wire form");
         }
       },
       command.body);
@@ -117,6 +130,20 @@ Command fromWire(wire::Command::Reader in, const CommandId& id) {
     case wire::Command::GET_STATS:
       out.body = GetStats{};
       break;
+    case wire::Command::HOLD_PRODUCT: {
+      auto c = in.getHoldProduct();
+      out.body = HoldProduct{.customer = text(c.getCustomer()),
+                             .product = text(c.getProduct()),
+                             .quantity = c.getQuantity(),
+                             .ttlMs = c.getTtlMs()};
+      break;
+    }
+    case wire::Command::CONFIRM_HOLD:
+      out.body = ConfirmHold{.holdId = in.getConfirmHold().getHoldId()};
+      break;
+    case wire::Command::RELEASE_HOLD:
+      out.body = ReleaseHold{.holdId = in.getReleaseHold().getHoldId()};
+      break;
     default:
       throw DecodeError("unknown command kind " + std::to_string(static_cast<int>(in.which())) +
                         " (a newer client?)");
@@ -162,6 +189,15 @@ void toWire(const CustomerView& view, wire::CustomerView::Builder out) {
     list[i].setProduct(textOf(view.holdings[i].product));
     list[i].setQuantity(view.holdings[i].quantity);
     list[i].setPaid(view.holdings[i].paid);
+  }
+  auto holds = out.initHolds(static_cast<unsigned>(view.holds.size()));
+  for (unsigned i = 0; i < view.holds.size(); ++i) {
+    const HoldView& h = view.holds[i];
+    holds[i].setHoldId(h.holdId);
+    holds[i].setProduct(textOf(h.product));
+    holds[i].setQuantity(h.quantity);
+    holds[i].setUnitPrice(h.unitPrice);
+    holds[i].setExpiresAtNs(h.expiresAtNs);
   }
 }
 
@@ -279,6 +315,7 @@ void toWire(const ShopStats& stats, wire::ShopStats::Builder out) {
   out.setLogSize(stats.logSize);
   out.setLogCapacity(stats.logCapacity);
   out.setRssBytes(stats.rssBytes);
+  out.setLiveHolds(stats.liveHolds);
 }
 
 ClientReply fromWire(wire::Reply::Reader in) {
@@ -314,9 +351,13 @@ ClientReply fromWire(wire::Reply::Reader in) {
       break;
     case wire::Reply::CUSTOMER: {
       auto v = in.getCustomer();
-      CustomerView view{text(v.getCustomer()), v.getBalance(), {}};
+      CustomerView view{text(v.getCustomer()), v.getBalance(), {}, {}};
       for (auto h : v.getHoldings()) {
         view.holdings.push_back(Holding{text(h.getProduct()), h.getQuantity(), h.getPaid()});
+      }
+      for (auto h : v.getHolds()) {
+        view.holds.push_back(HoldView{h.getHoldId(), text(h.getProduct()), h.getQuantity(),
+                                      h.getUnitPrice(), h.getExpiresAtNs()});
       }
       r.status = ReplyStatus::customer;
       r.customer = std::move(view);
@@ -344,7 +385,8 @@ ClientReply fromWire(wire::Reply::Reader in) {
                       .dedupeCapacity = s.getDedupeCapacity(),
                       .logSize = s.getLogSize(),
                       .logCapacity = s.getLogCapacity(),
-                      .rssBytes = s.getRssBytes()};
+                      .rssBytes = s.getRssBytes(),
+                      .liveHolds = s.getLiveHolds()};
       for (auto c : s.getRejections()) {
         stats.rejections.emplace_back(reasonFromWire(c.getReason()), c.getCount());
       }

@@ -131,8 +131,10 @@ void Server::run(Engine& engine) {
     }
     bool sleep = !busy && engine.prepareToSleep();
     // ZeroMQ has no per-peer writable event, so while replies wait in a
-    // backlog a sleeping loop wakes every millisecond to retry them.
-    auto timeout = std::chrono::milliseconds(!sleep ? 0 : backlogs_.empty() ? -1 : 1);
+    // backlog a sleeping loop wakes every millisecond to retry them. A live
+    // hold wakes it at its deadline: the next commit() expires it.
+    int sleepMs = backlogs_.empty() ? engine.msUntilNextExpiry() : 1;
+    auto timeout = std::chrono::milliseconds(!sleep ? 0 : sleepMs);
     zmq::poll(items.data(), items.size(), timeout);
     if (sleep) engine.wokeUp(items[1].revents & ZMQ_POLLIN);
     if (items[2].revents & ZMQ_POLLIN) {

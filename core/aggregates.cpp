@@ -48,8 +48,19 @@ Quantity Customer::unitsHeld(std::string_view product) const {
   return 0;
 }
 
+const LiveHold* Customer::findHold(HoldId id) const {
+  for (const auto& h : holds) {
+    if (h.holdId == id) return &h;
+  }
+  return nullptr;
+}
+
 CustomerView Customer::view(std::string_view id) const {
-  CustomerView v{std::string(id), balance, {}};
+  CustomerView v{std::string(id), balance, {}, {}};
+  v.holds.reserve(holds.size());
+  for (const auto& h : holds) {
+    v.holds.push_back(HoldView{h.holdId, h.product, h.quantity, h.unitPrice, h.expiresAtNs});
+  }
   v.holdings.reserve(holdings.size());
   for (const auto& h : holdings) {
     Holding out{h.product, 0, 0};
@@ -77,16 +88,19 @@ Decision decideDeposit(const Customer* state, const Deposit& cmd) {
   return FundsDeposited{cmd.customer, cmd.amount, balance};
 }
 
-Decision decideDebit(const Customer* state, const BuyProduct& cmd, Money unitPrice) {
-  if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
+namespace {
+// The price checks of a purchase: `quantity` units of `product` at
+// `unitPrice`. Returns the balance after paying, or the rejection.
+std::variant<Money, Rejection> pay(const Customer& state, std::string_view product,
+                                   Quantity quantity, Money unitPrice) {
   Money cost, paid = 0, total;
-  if (__builtin_mul_overflow(unitPrice, cmd.quantity, &cost)) {
+  if (__builtin_mul_overflow(unitPrice, quantity, &cost)) {
     return reject(RejectReason::overflow, "price times quantity exceeds the Int64 range");
   }
   // What the holding was paid for, with this buy, must stay in range: views
   // and refunds sum it.
-  for (const auto& h : state->holdings) {
-    if (h.product != cmd.product) continue;
+  for (const auto& h : state.holdings) {
+    if (h.product != product) continue;
     for (const auto& lot : h.lots) {
       Money lotPaid;
       if (__builtin_mul_overflow(lot.quantity, lot.unitPrice, &lotPaid) ||
@@ -98,12 +112,80 @@ Decision decideDebit(const Customer* state, const BuyProduct& cmd, Money unitPri
   if (__builtin_add_overflow(paid, cost, &total)) {
     return reject(RejectReason::overflow, "the holding's total price would exceed the Int64 range");
   }
-  if (cost > state->balance) {
-    return reject(
-        RejectReason::insufficientFunds,
-        "costs " + std::to_string(cost) + ", balance is " + std::to_string(state->balance));
+  if (cost > state.balance) {
+    return reject(RejectReason::insufficientFunds,
+                  "costs " + std::to_string(cost) + ", balance is " + std::to_string(state.balance));
   }
-  return ProductBought{cmd.customer, cmd.product, cmd.quantity, unitPrice, state->balance - cost};
+  return state.balance - cost;
+}
+
+Rejection noHold(HoldId id, std::string_view customer) {
+  return reject(RejectReason::unknownHold, "customer " + quoted(customer) + " has no live hold " +
+                                               std::to_string(id));
+}
+
+// Adds `quantity` units at `unitPrice` to the customer's lots. Strong
+// exception guarantee.
+void addLot(Customer& state, const std::string& product, Quantity quantity, Money unitPrice) {
+  ProductLots* lots = findLots(state, product);
+  if (!lots) {
+    ProductLots fresh{product, {Lot{unitPrice, quantity}}};  // may throw
+    state.holdings.reserve(state.holdings.size() + 1);       // may throw
+    state.holdings.push_back(std::move(fresh));              // no-throw now
+  } else if (!lots->lots.empty() && lots->lots.back().unitPrice == unitPrice) {
+    lots->lots.back().quantity += quantity;  // same price: one lot is enough
+  } else {
+    lots->lots.push_back(Lot{unitPrice, quantity});  // strong guarantee
+  }
+}
+
+void eraseHold(Customer& state, HoldId id) {
+  std::erase_if(state.holds, [id](const LiveHold& h) { return h.holdId == id; });
+}
+}  // namespace
+
+Decision decideDebit(const Customer* state, const BuyProduct& cmd, Money unitPrice) {
+  if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
+  auto paid = pay(*state, cmd.product, cmd.quantity, unitPrice);
+  if (auto* rejection = std::get_if<Rejection>(&paid)) return std::move(*rejection);
+  return ProductBought{cmd.customer, cmd.product, cmd.quantity, unitPrice, std::get<Money>(paid)};
+}
+
+Decision decidePlaceHold(const Customer* state, const HoldProduct& cmd, Money unitPrice,
+                         size_t maxHolds) {
+  if (!state) return reject(RejectReason::unknownCustomer, "no customer " + quoted(cmd.customer));
+  if (state->holds.size() >= maxHolds) {
+    return reject(RejectReason::tooManyHolds, "customer " + quoted(cmd.customer) + " has " +
+                                                  std::to_string(state->holds.size()) +
+                                                  " live holds, the server's maximum");
+  }
+  Money cost;
+  if (__builtin_mul_overflow(unitPrice, cmd.quantity, &cost)) {
+    return reject(RejectReason::overflow, "price times quantity exceeds the Int64 range");
+  }
+  return ProductHeld{cmd.holdId,  cmd.customer, cmd.product,
+                     cmd.quantity, unitPrice,   cmd.expiresAtNs};
+}
+
+Decision decideConfirm(const Customer* state, const ConfirmHold& cmd) {
+  const LiveHold* hold = state ? state->findHold(cmd.holdId) : nullptr;
+  if (!hold) return noHold(cmd.holdId, cmd.customer);
+  auto paid = pay(*state, hold->product, hold->quantity, hold->unitPrice);
+  if (auto* rejection = std::get_if<Rejection>(&paid)) return std::move(*rejection);
+  return HoldConfirmed{cmd.holdId,     cmd.customer,     hold->product,
+                       hold->quantity, hold->unitPrice, std::get<Money>(paid)};
+}
+
+Decision decideRelease(const Customer* state, const ReleaseHold& cmd) {
+  const LiveHold* hold = state ? state->findHold(cmd.holdId) : nullptr;
+  if (!hold) return noHold(cmd.holdId, cmd.customer);
+  return HoldReleased{cmd.holdId, cmd.customer, hold->product, hold->quantity};
+}
+
+std::optional<EventBody> decideExpire(const Customer* state, const ExpireHold& cmd) {
+  const LiveHold* hold = state ? state->findHold(cmd.holdId) : nullptr;
+  if (!hold) return std::nullopt;
+  return HoldExpired{cmd.holdId, cmd.customer, hold->product, hold->quantity};
 }
 
 Decision decideReturn(const Customer* state, const ReturnProduct& cmd) {
@@ -135,17 +217,19 @@ void applyToCustomer(Customer& state, const EventBody& event) {
   } else if (auto* e = std::get_if<FundsDeposited>(&event)) {
     state.balance = e->balance;
   } else if (auto* e = std::get_if<ProductBought>(&event)) {
-    ProductLots* lots = findLots(state, e->product);
-    if (!lots) {
-      ProductLots fresh{e->product, {Lot{e->unitPrice, e->quantity}}};  // may throw
-      state.holdings.reserve(state.holdings.size() + 1);                // may throw
-      state.holdings.push_back(std::move(fresh));                       // no-throw now
-    } else if (!lots->lots.empty() && lots->lots.back().unitPrice == e->unitPrice) {
-      lots->lots.back().quantity += e->quantity;  // same price: one lot is enough
-    } else {
-      lots->lots.push_back(Lot{e->unitPrice, e->quantity});  // strong guarantee
-    }
+    addLot(state, e->product, e->quantity, e->unitPrice);
     state.balance = e->balance;
+  } else if (auto* e = std::get_if<ProductHeld>(&event)) {
+    LiveHold hold{e->holdId, e->product, e->quantity, e->unitPrice, e->expiresAtNs};  // may throw
+    state.holds.push_back(std::move(hold));  // strong guarantee
+  } else if (auto* e = std::get_if<HoldConfirmed>(&event)) {
+    addLot(state, e->product, e->quantity, e->unitPrice);  // the only step that may throw
+    state.balance = e->balance;
+    eraseHold(state, e->holdId);
+  } else if (auto* e = std::get_if<HoldReleased>(&event)) {
+    eraseHold(state, e->holdId);
+  } else if (auto* e = std::get_if<HoldExpired>(&event)) {
+    eraseHold(state, e->holdId);
   } else if (auto* e = std::get_if<ProductReturned>(&event)) {
     // Only pops and erases below: none of them throws.
     state.balance = e->balance;
@@ -172,21 +256,25 @@ Decision decideAdd(const Product* state, const AddProduct& cmd) {
 
 Decision decideRestock(const Product* state, const Restock& cmd) {
   if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(cmd.product));
-  Quantity stock, everything;
-  // Units sold come back on returns, so they count against the range too.
+  Quantity stock, everything, all;
+  // Units sold and held come back on returns and releases, so they count
+  // against the range too.
   if (__builtin_add_overflow(state->stock, cmd.quantity, &stock) ||
-      __builtin_add_overflow(stock, state->sold, &everything)) {
-    return reject(RejectReason::overflow, "stock plus units sold would exceed the Int64 range");
+      __builtin_add_overflow(stock, state->sold, &everything) ||
+      __builtin_add_overflow(everything, state->held, &all)) {
+    return reject(RejectReason::overflow,
+                  "stock plus units sold and held would exceed the Int64 range");
   }
   return ProductRestocked{cmd.product, cmd.quantity, stock};
 }
 
-std::optional<Rejection> checkReserve(const Product* state, const BuyProduct& cmd) {
-  if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(cmd.product));
-  if (state->stock < cmd.quantity) {
-    return reject(RejectReason::outOfStock,
-                  quoted(cmd.product) + " has " + std::to_string(state->stock) +
-                      " in stock, wanted " + std::to_string(cmd.quantity));
+std::optional<Rejection> checkReserve(const Product* state, std::string_view product,
+                                      Quantity quantity) {
+  if (!state) return reject(RejectReason::unknownProduct, "no product " + quoted(product));
+  if (state->stock < quantity) {
+    return reject(RejectReason::outOfStock, quoted(product) + " has " +
+                                                std::to_string(state->stock) +
+                                                " in stock, wanted " + std::to_string(quantity));
   }
   return std::nullopt;
 }
@@ -204,6 +292,18 @@ void applyToProduct(Product& state, const EventBody& event) {
   } else if (auto* e = std::get_if<ProductReturned>(&event)) {
     state.stock += e->quantity;
     state.sold -= e->quantity;
+  } else if (auto* e = std::get_if<ProductHeld>(&event)) {
+    state.stock -= e->quantity;
+    state.held += e->quantity;
+  } else if (auto* e = std::get_if<HoldConfirmed>(&event)) {
+    state.held -= e->quantity;
+    state.sold += e->quantity;
+  } else if (auto* e = std::get_if<HoldReleased>(&event)) {
+    state.held -= e->quantity;
+    state.stock += e->quantity;
+  } else if (auto* e = std::get_if<HoldExpired>(&event)) {
+    state.held -= e->quantity;
+    state.stock += e->quantity;
   }
 }
 

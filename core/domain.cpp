@@ -70,6 +70,14 @@ std::string_view name(CommandKind kind) {
       return "readEvents";
     case CommandKind::getStats:
       return "getStats";
+    case CommandKind::holdProduct:
+      return "holdProduct";
+    case CommandKind::confirmHold:
+      return "confirmHold";
+    case CommandKind::releaseHold:
+      return "releaseHold";
+    case CommandKind::expireHold:
+      return "expireHold";
   }
   return "unknown";
 }
@@ -108,6 +116,14 @@ std::string_view name(RejectReason reason) {
       return "overloaded";
     case RejectReason::forbidden:
       return "forbidden";
+    case RejectReason::unknownHold:
+      return "unknownHold";
+    case RejectReason::holdExpired:
+      return "holdExpired";
+    case RejectReason::tooManyHolds:
+      return "tooManyHolds";
+    case RejectReason::invalidTtl:
+      return "invalidTtl";
   }
   return "unknown";
 }
@@ -159,7 +175,8 @@ std::string_view Event::product() const {
 std::string_view eventName(const EventBody& body) {
   static constexpr std::string_view kNames[] = {
       "customerCreated", "fundsDeposited",   "productBought",    "productReturned",
-      "productAdded",    "productRestocked", "operationRejected"};
+      "productAdded",    "productRestocked", "operationRejected", "productHeld",
+      "holdConfirmed",   "holdReleased",     "holdExpired"};
   return kNames[body.index()];
 }
 
@@ -192,6 +209,7 @@ std::string describe(const Event& event) {
           if (!b.product.empty()) field("product", b.product);
           out += " detail=\"" + b.detail + "\"";
         } else {
+          if constexpr (requires { b.holdId; }) field("holdId", b.holdId);
           if constexpr (requires { b.customer; }) field("customer", b.customer);
           if constexpr (requires { b.product; }) field("product", b.product);
           if constexpr (requires { b.initialBalance; }) field("initialBalance", b.initialBalance);
@@ -202,6 +220,7 @@ std::string describe(const Event& event) {
           if constexpr (requires { b.refund; }) field("refund", b.refund);
           if constexpr (requires { b.stock; }) field("stock", b.stock);
           if constexpr (requires { b.balance; }) field("balance", b.balance);
+          if constexpr (requires { b.expiresAtNs; }) field("expiresAtNs", b.expiresAtNs);
         }
       },
       event.body);

@@ -49,6 +49,12 @@ enum class CommandKind : uint8_t {
   getCustomer,
   readEvents,
   getStats,
+  holdProduct,
+  confirmHold,
+  releaseHold,
+  // Internal: the engine's timer expires a hold. Never on the wire and never
+  // rejected, so it never appears in an OperationRejected.
+  expireHold,
 };
 std::string_view name(CommandKind kind);
 
@@ -87,11 +93,43 @@ struct ReadEvents {
   uint32_t maxCount = 0;  // 0 means the engine's page limit
 };
 
-// Alternative order matches CommandKind.
 struct GetStats {};
 
-using CommandBody = std::variant<CreateCustomer, Deposit, BuyProduct, ReturnProduct, AddProduct,
-                                 Restock, GetCustomer, ReadEvents, GetStats>;
+// A hold's id: assigned by the engine, never 0.
+using HoldId = uint64_t;
+
+struct HoldProduct {
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  int64_t ttlMs = 0;
+  // Filled in by the engine when it admits the command (never on the wire).
+  HoldId holdId = 0;
+  int64_t expiresAtNs = 0;
+};
+// Confirm, release and expire name only the hold; the engine fills in whose
+// it is, from the holds it has published, when it admits the command.
+struct ConfirmHold {
+  HoldId holdId = 0;
+  std::string customer;  // engine-filled
+  std::string product;   // engine-filled
+};
+struct ReleaseHold {
+  HoldId holdId = 0;
+  std::string customer;  // engine-filled
+  std::string product;   // engine-filled
+};
+struct ExpireHold {
+  HoldId holdId = 0;
+  std::string customer;
+  std::string product;
+};
+
+// Alternative order matches CommandKind.
+using CommandBody =
+    std::variant<CreateCustomer, Deposit, BuyProduct, ReturnProduct, AddProduct, Restock,
+                 GetCustomer, ReadEvents, GetStats, HoldProduct, ConfirmHold, ReleaseHold,
+                 ExpireHold>;
 
 struct Command {
   CommandId id;
@@ -123,6 +161,10 @@ enum class RejectReason : uint8_t {
   retentionExceeded,
   overloaded,
   forbidden,
+  unknownHold,
+  holdExpired,
+  tooManyHolds,
+  invalidTtl,
 };
 std::string_view name(RejectReason reason);
 
@@ -174,8 +216,46 @@ struct OperationRejected {
   bool operator==(const OperationRejected&) const = default;
 };
 
-using EventBody = std::variant<CustomerCreated, FundsDeposited, ProductBought, ProductReturned,
-                               ProductAdded, ProductRestocked, OperationRejected>;
+struct ProductHeld {
+  HoldId holdId = 0;
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  Money unitPrice = 0;
+  int64_t expiresAtNs = 0;
+  bool operator==(const ProductHeld&) const = default;
+};
+// A purchase of held units: for the aggregates, a ProductBought that also
+// ends the hold.
+struct HoldConfirmed {
+  HoldId holdId = 0;
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  Money unitPrice = 0;
+  Money balance = 0;
+  bool operator==(const HoldConfirmed&) const = default;
+};
+struct HoldReleased {
+  HoldId holdId = 0;
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  bool operator==(const HoldReleased&) const = default;
+};
+// Carries a zero commandId: the engine's timer caused it, not a command.
+struct HoldExpired {
+  HoldId holdId = 0;
+  std::string customer;
+  std::string product;
+  Quantity quantity = 0;
+  bool operator==(const HoldExpired&) const = default;
+};
+
+using EventBody =
+    std::variant<CustomerCreated, FundsDeposited, ProductBought, ProductReturned, ProductAdded,
+                 ProductRestocked, OperationRejected, ProductHeld, HoldConfirmed, HoldReleased,
+                 HoldExpired>;
 
 struct Event {
   Seq seq = 0;
@@ -204,10 +284,20 @@ struct Holding {
   bool operator==(const Holding&) const = default;
 };
 
+struct HoldView {
+  HoldId holdId = 0;
+  std::string product;
+  Quantity quantity = 0;
+  Money unitPrice = 0;
+  int64_t expiresAtNs = 0;
+  bool operator==(const HoldView&) const = default;
+};
+
 struct CustomerView {
   std::string customer;
   Money balance = 0;
   std::vector<Holding> holdings;
+  std::vector<HoldView> holds;  // live, oldest first
   bool operator==(const CustomerView&) const = default;
 };
 
@@ -253,6 +343,7 @@ struct ShopStats {
   uint64_t logSize = 0;
   uint64_t logCapacity = 0;
   uint64_t rssBytes = 0;
+  uint64_t liveHolds = 0;
   bool operator==(const ShopStats&) const = default;
 };
 

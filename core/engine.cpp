@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "core/check.h"
+#include "core/log.h"
 #include "core/saga.h"
 #include "core/validation.h"
 
@@ -89,7 +90,8 @@ Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies
   }
   shards_.reserve(config_.shards);
   for (unsigned k = 0; k < config_.shards; ++k) {
-    shards_.push_back(std::make_unique<Shard>(k, outbox_, wakeup_, config_.checkpointSlice));
+    shards_.push_back(std::make_unique<Shard>(k, outbox_, wakeup_, config_.checkpointSlice,
+                                              config_.maxHolds));
   }
 }
 
@@ -108,7 +110,7 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
 kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&& body,
                                                 const PreEncodedEvent& encoded) {
   scratchEvent_.seq = log_.headSeq() + 1;
-  scratchEvent_.timestampNs = nowNs();
+  scratchEvent_.timestampNs = now();
   scratchEvent_.commandId = id;
   scratchEvent_.body = std::move(body);
   bool restated = foldStock(scratchEvent_.body);
@@ -119,6 +121,7 @@ kj::ArrayPtr<const capnp::word> Engine::publish(const CommandId& id, EventBody&&
                      : encoder_.append(scratchEvent_, log_);
   events_.append(PublishedEvent{scratchEvent_, message});
   count(scratchEvent_.body, false);
+  holds_.onEvent(scratchEvent_.seq, scratchEvent_.body);
   if (nextSnapshotAt_ != 0 && scratchEvent_.seq >= nextSnapshotAt_ && !barrier_ &&
       !config_.snapshots->busy()) {
     barrier_ = true;  // commit() takes the cut once the operations in flight finish
@@ -144,6 +147,12 @@ bool Engine::foldStock(EventBody& body) {
     stockOf(bought->product) -= bought->quantity;
   } else if (auto* returned = std::get_if<ProductReturned>(&body)) {
     stockOf(returned->product) += returned->quantity;
+  } else if (auto* held = std::get_if<ProductHeld>(&body)) {
+    stockOf(held->product) -= held->quantity;
+  } else if (auto* released = std::get_if<HoldReleased>(&body)) {
+    stockOf(released->product) += released->quantity;
+  } else if (auto* expired = std::get_if<HoldExpired>(&body)) {
+    stockOf(expired->product) += expired->quantity;
   } else if (auto* added = std::get_if<ProductAdded>(&body)) {
     stockBySeq_.emplace(added->product, added->stock);
   } else if (auto* restocked = std::get_if<ProductRestocked>(&body)) {
@@ -348,7 +357,9 @@ void Engine::submit(Command command, uint64_t tag) {
       return;
     }
   }
-  if (auto invalid = validate(command)) {
+  auto invalid = validate(command);
+  if (!invalid) invalid = admitHold(command);
+  if (invalid) {
     ReplyView reply = reject(command, invalid->reason, std::move(invalid->detail));
     if (!isQuery(kind)) {
       dedupe_.remember(command.id, {reply.seq, ReplyStatus::rejected, reply.reason});
@@ -371,7 +382,11 @@ void Engine::submit(Command command, uint64_t tag) {
                                    std::to_string(gate_.maxPending()) + " operations pending"));
     return;
   }
+  start(std::move(command), tag, !customer.empty(), false);
+}
 
+void Engine::start(Command&& command, uint64_t tag, bool gated, bool internal) {
+  CommandKind kind = command.kind();
   uint32_t index;
   if (!freeOps_.empty()) {
     index = freeOps_.back();
@@ -382,16 +397,97 @@ void Engine::submit(Command command, uint64_t tag) {
   }
   Op& op = *ops_[index];
   op.command = std::move(command);
-  op.tags.assign(1, tag);
-  op.gated = !customer.empty();
+  if (internal) {
+    op.tags.clear();
+  } else {
+    op.tags.assign(1, tag);
+  }
+  op.gated = gated;
+  op.internal = internal;
   op.step = saga::first(op.command, router_);
   ++inFlight_;
-  if (!isQuery(kind)) dedupe_.begin(op.command.id, index);
+  if (!isQuery(kind) && !internal) dedupe_.begin(op.command.id, index);
   const Command& cmd = op.command;
   bool atProduct =
       op.step == Step::reserve || kind == CommandKind::addProduct || kind == CommandKind::restock;
   unsigned shard = atProduct ? shardOfProduct(cmd.product()) : shardOfCustomer(cmd.customer());
   dispatch(shard, ShardTask{.step = op.step, .op = index, .command = &cmd});
+}
+
+int64_t Engine::now() const {
+  return config_.clock ? config_.clock() : nowNs();
+}
+
+std::optional<Rejection> Engine::admitHold(Command& command) {
+  if (auto* hold = std::get_if<HoldProduct>(&command.body)) {
+    if (hold->ttlMs > config_.maxHoldTtlMs) {
+      return Rejection{RejectReason::invalidTtl, "ttlMs must be <= " +
+                                                     std::to_string(config_.maxHoldTtlMs) +
+                                                     ", got " + std::to_string(hold->ttlMs)};
+    }
+    hold->holdId = holds_.allocate();
+    hold->expiresAtNs = now() + hold->ttlMs * 1'000'000;  // no overflow: ttlMs is bounded
+    return std::nullopt;
+  }
+  HoldId id = 0;
+  std::string* customer = nullptr;
+  std::string* product = nullptr;
+  if (auto* confirm = std::get_if<ConfirmHold>(&command.body)) {
+    id = confirm->holdId;
+    customer = &confirm->customer;
+    product = &confirm->product;
+  } else if (auto* release = std::get_if<ReleaseHold>(&command.body)) {
+    id = release->holdId;
+    customer = &release->customer;
+    product = &release->product;
+  } else {
+    return std::nullopt;
+  }
+  expireDue();  // a hold past its deadline is expired before anything else can touch it
+  if (const HoldBook::Live* live = holds_.find(id)) {
+    *customer = live->customer;
+    *product = live->product;
+    if (live->expiring) {
+      return Rejection{RejectReason::holdExpired,
+                       "hold " + std::to_string(id) + " expired at " +
+                           std::to_string(live->expiresAtNs) + " ns"};
+    }
+    return std::nullopt;  // the customer's shard decides: it may have ended in flight
+  }
+  if (const HoldBook::Ended* ended = holds_.ended(id)) {
+    if (ended->how == HoldBook::End::expired) {
+      return Rejection{RejectReason::holdExpired, "hold " + std::to_string(id) +
+                                                      " expired (seq " +
+                                                      std::to_string(ended->seq) + ")"};
+    }
+    const char* how = ended->how == HoldBook::End::confirmed ? "confirmed" : "released";
+    return Rejection{RejectReason::unknownHold, "hold " + std::to_string(id) + " was " + how +
+                                                    " (seq " + std::to_string(ended->seq) + ")"};
+  }
+  return Rejection{RejectReason::unknownHold, "no live hold " + std::to_string(id)};
+}
+
+void Engine::expireDue() {
+  if (holds_.liveCount() == 0) return;
+  auto next = holds_.nextDeadline();
+  if (!next) return;
+  int64_t at = now();
+  if (*next > at) return;
+  holds_.takeDue(at, [this](HoldId id, HoldBook::Live& live) {
+    // Sequenced like a command: it goes through the customer's shard, in
+    // order with the commands about the hold, and only the event it
+    // produces (HoldExpired) changes anything. No gate, no reply.
+    start(Command{CommandId{}, ExpireHold{id, live.customer, live.product}}, 0, false, true);
+  });
+}
+
+int Engine::msUntilNextExpiry() {
+  auto next = holds_.nextDeadline();
+  if (!next) return -1;
+  int64_t left = *next - now();
+  if (left <= 0) return 0;
+  int64_t ms = (left + 999'999) / 1'000'000;
+  return static_cast<int>(std::min<int64_t>(ms, 60'000));
 }
 
 void Engine::stage(unsigned shard, ShardTask task) {
@@ -420,7 +516,8 @@ void Engine::checkpoint() {
   // raised across a restart holds no more than the journal had).
   Seq replayFrom = log_.oldestSeq();
   if (Seq oldest = dedupe_.oldestSeq(); oldest != 0) replayFrom = std::min(replayFrom, oldest);
-  job->info = SnapshotInfo{.seq = seq, .serverId = serverId_, .replayFrom = replayFrom};
+  job->info = SnapshotInfo{
+      .seq = seq, .serverId = serverId_, .replayFrom = replayFrom, .nextHoldId = holds_.nextId()};
   job->parts.resize(shards_.size());
   for (unsigned k = 0; k < shards_.size(); ++k) {
     job->futures.push_back(job->parts[k].get_future());
@@ -474,6 +571,7 @@ void Engine::serveStats(const Command& command, uint64_t tag) {
   s.logSize = log_.size();
   s.logCapacity = log_.retention();
   s.rssBytes = residentBytes();
+  s.liveHolds = holds_.liveCount();
   replies_.reply(tag,
                  ReplyView{.commandId = command.id, .status = ReplyStatus::stats, .stats = &s});
 }
@@ -485,6 +583,7 @@ void Engine::commit() {
     receivedBySecond_.emplace_back(now, commandsReceived_);
     while (receivedBySecond_.size() > 11) receivedBySecond_.pop_front();
   }
+  expireDue();
   if (barrier_ && inFlight_ == deferredOps_) checkpoint();
   if (anyStaged_) {
     for (size_t k = 0; k < staged_.size(); ++k) {
@@ -563,9 +662,34 @@ void Engine::onOutcome(ShardOutcome& outcome) {
       return;
     case saga::Next::releaseThenFinish: {
       // The product shard sees this before any task the ingress sends it later.
+      if (const auto* hold = std::get_if<HoldProduct>(&cmd.body)) {
+        stage(shardOfProduct(hold->product),
+              ShardTask{.step = Step::unhold, .key = hold->product, .quantity = hold->quantity});
+        break;
+      }
       const auto& buy = std::get<BuyProduct>(cmd.body);
       stage(shardOfProduct(buy.product),
             ShardTask{.step = Step::release, .key = buy.product, .quantity = buy.quantity});
+      break;
+    }
+    case saga::Next::unholdThenFinish:
+    case saga::Next::holdSoldThenFinish: {
+      // HoldConfirmed, HoldReleased or HoldExpired: each names the product
+      // and the units.
+      auto [product, quantity] = std::visit(
+          [](const auto& e) -> std::pair<std::string, Quantity> {
+            if constexpr (requires { e.holdId; }) {
+              return {e.product, e.quantity};
+            } else {
+              return {};
+            }
+          },
+          std::get<EventBody>(outcome.result));
+      unsigned shard = shardOfProduct(product);
+      stage(shard,
+            ShardTask{.step = next == saga::Next::unholdThenFinish ? Step::unhold : Step::holdSold,
+                      .key = std::move(product),
+                      .quantity = quantity});
       break;
     }
     case saga::Next::stockBackThenFinish: {
@@ -579,6 +703,20 @@ void Engine::onOutcome(ShardOutcome& outcome) {
       break;
   }
 
+  if (op.internal) {
+    // An expiry: its event is published like any other; one that found the
+    // hold already ended has nothing to say; one that failed is tried again.
+    if (auto* body = std::get_if<EventBody>(&outcome.result)) {
+      publish(cmd.id, std::move(*body), outcome.encoded);
+    } else if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
+      HoldId id = std::get<ExpireHold>(cmd.body).holdId;
+      logLine("engine", "expiring hold %llu failed (%s); it is tried again",
+              static_cast<unsigned long long>(id), rejection->detail.c_str());
+      holds_.retryExpiry(id);
+    }
+    finish(outcome.op, ReplyView{}, {});
+    return;
+  }
   if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
     ReplyView reply = reject(cmd, rejection->reason, std::move(rejection->detail));
     finish(outcome.op, reply, {reply.seq, ReplyStatus::rejected, reply.reason});
@@ -598,7 +736,7 @@ void Engine::onOutcome(ShardOutcome& outcome) {
 void Engine::finish(uint32_t index, const ReplyView& reply, const DedupeOutcome& outcome) {
   Op& op = *ops_[index];
   if (op.gated) gate_.release(op.command.customer());
-  if (!isQuery(op.command.kind())) {
+  if (!isQuery(op.command.kind()) && !op.internal) {
     if (reply.status == ReplyStatus::rejected && !remembered(reply.reason)) {
       dedupe_.forget(op.command.id);
     } else {
@@ -621,8 +759,11 @@ void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
   }
   auto stored = log_.append(message.size());
   std::copy(message.begin(), message.end(), stored.begin());
-  // Up to the snapshot's seq, its aggregates already hold the event.
+  // Up to the snapshot's seq, its aggregates already hold the event. The
+  // hold book takes every event in order: a hold that ended by the cut ends
+  // here too, and one live at the cut is live in the snapshot as well.
   const bool folded = event.seq <= restoredSeq_;
+  holds_.onEvent(event.seq, event.body);
   if (!folded) {
     foldStock(event.body);
     count(event.body, true);
@@ -638,7 +779,9 @@ void Engine::recover(kj::ArrayPtr<const capnp::word> message) {
     }
     return;  // changes no aggregate
   }
-  if (dedupe_.find(event.commandId).kind == DedupeWindow::Hit::Kind::absent) {
+  // An expiry was no client's command: the live run remembered nothing.
+  if (!std::holds_alternative<HoldExpired>(event.body) &&
+      dedupe_.find(event.commandId).kind == DedupeWindow::Hit::Kind::absent) {
     dedupe_.remember(event.commandId, {event.seq, ReplyStatus::accepted});
   }
 
@@ -666,8 +809,10 @@ SnapshotInfo Engine::restoreSnapshot(const std::string& path) {
     Engine& engine;
     std::vector<ShardState> shards;
     decltype(Engine::stockBySeq_) stock;
+    HoldBook holds;
     explicit Into(Engine& e) : engine(e), shards(e.shards_.size()) {}
     void customer(std::string_view id, Customer&& c) override {
+      for (const auto& h : c.holds) holds.addLive(h.holdId, id, h.product, h.expiresAtNs);
       auto& map = shards[engine.shardOfCustomer(id)].customers;
       if (!map.emplace(std::string(id), std::move(c)).second) {
         throw SnapshotCorrupt("customer " + displayId(id) + " appears twice");
@@ -683,6 +828,8 @@ SnapshotInfo Engine::restoreSnapshot(const std::string& path) {
   SnapshotInfo info = readSnapshotFile(path, &into);
   recovering_ = std::move(into.shards);
   stockBySeq_ = std::move(into.stock);
+  holds_ = std::move(into.holds);
+  holds_.reserveBelow(info.nextHoldId);
   restoredSeq_ = info.seq;
   customers_ = info.customers;
   log_.startAfter(info.replayFrom - 1);

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +26,7 @@
 #include "core/egress.h"
 #include "core/event_codec.h"
 #include "core/event_log.h"
+#include "core/hold_book.h"
 #include "core/journal_history.h"
 #include "core/pending_gate.h"
 #include "core/shard.h"
@@ -60,6 +62,12 @@ struct EngineConfig {
   size_t checkpointSlice = 512;
   // What GetStats reports as the server's version.
   std::string version = "unknown";
+  // Holds: live holds one customer may have, and the longest ttlMs.
+  uint32_t maxHolds = 20;
+  int64_t maxHoldTtlMs = 3'600'000;
+  // The clock, in ns since the Unix epoch: event timestamps and hold
+  // deadlines. Null: the system clock. Tests inject one and move it.
+  std::function<int64_t()> clock;
 };
 
 // A random 64-bit server id, never 0.
@@ -98,6 +106,10 @@ class Engine {
   // Commits, blocks up to timeoutMs (-1: forever) for outcomes, then polls
   // and commits again.
   size_t wait(int timeoutMs);
+  // Holds whose time ran out are expired at each commit(). An event loop
+  // that sleeps should wake by then: milliseconds until the next deadline
+  // (rounded up), or -1 when no hold is live.
+  int msUntilNextExpiry();
   // Waits until no operation is in flight, or until a shard has failed.
   void drain();
   // The failure of a shard that stopped on a broken invariant, or empty.
@@ -120,6 +132,7 @@ class Engine {
   const EventLog& log() const { return log_; }
   const PendingGate& gate() const { return gate_; }
   const DedupeWindow& dedupe() const { return dedupe_; }
+  const HoldBook& holds() const { return holds_; }
   const EngineConfig& config() const { return config_; }
   // The id this engine's ReadEvents pages carry (config().serverId, or the
   // random one chosen for it); never 0.
@@ -169,8 +182,19 @@ class Engine {
     std::vector<uint64_t> tags;  // the request and any retries attached to it
     Step step = Step::execute;   // the saga step in progress
     bool gated = false;          // holds a slot of command.customer()
+    bool internal = false;       // the engine's own (an expiry): no reply, not remembered
   };
 
+  // Admits an operation that passed every check: takes an op slot, marks
+  // it in flight and dispatches its first step.
+  void start(Command&& command, uint64_t tag, bool gated, bool internal);
+  // Holds: fills in what the engine decides for a hold command (a new
+  // hold's id and deadline; whose hold a confirm or release names), or
+  // returns why it is refused before any shard sees it.
+  std::optional<Rejection> admitHold(Command& command);
+  // Dispatches an ExpireHold for every live hold past its deadline.
+  void expireDue();
+  int64_t now() const;
   void stage(unsigned shard, ShardTask task);
   // Stages a new operation's first task, or holds it back while a snapshot
   // waits for the operations before it to finish.
@@ -228,6 +252,7 @@ class Engine {
   std::array<uint64_t, 32> rejectedBy_{};  // by RejectReason, since this process started
   // (second, commandsReceived_) once a second, the last 10 s: the rate.
   std::deque<std::pair<int64_t, uint64_t>> receivedBySecond_;
+  HoldBook holds_;
   ShopStats scratchStats_;
   Event scratchEvent_;         // reused by publish(): its strings keep their capacity
   std::string scratchDetail_;  // reused for details rebuilt from the window

@@ -16,16 +16,17 @@ std::string text(capnp::Text::Reader t) {
 
 CommandKind kindFromWire(wire::CommandKind k) {
   auto v = static_cast<uint16_t>(k);
-  return v <= static_cast<uint16_t>(CommandKind::getStats) ? static_cast<CommandKind>(v)
-                                                           : CommandKind::createCustomer;
+  // expireHold is the engine's own and never on the wire.
+  return v <= static_cast<uint16_t>(CommandKind::releaseHold) ? static_cast<CommandKind>(v)
+                                                              : CommandKind::createCustomer;
 }
 
 }  // namespace
 
 RejectReason reasonFromWire(wire::RejectReason r) {
   auto v = static_cast<uint16_t>(r);
-  return v <= static_cast<uint16_t>(RejectReason::forbidden) ? static_cast<RejectReason>(v)
-                                                             : RejectReason::internalError;
+  return v <= static_cast<uint16_t>(RejectReason::invalidTtl) ? static_cast<RejectReason>(v)
+                                                              : RejectReason::internalError;
 }
 
 kj::ArrayPtr<const kj::byte> bytesOf(const CommandId& id) {
@@ -86,7 +87,36 @@ void toWire(Seq seq, int64_t timestampNs, const CommandId& id, const EventBody& 
           b.setProduct(textOf(e.product));
           b.setQuantity(e.quantity);
           b.setStock(e.stock);
+        } else if constexpr (std::is_same_v<T, ProductHeld>) {
+          auto b = out.initProductHeld();
+          b.setHoldId(e.holdId);
+          b.setCustomer(textOf(e.customer));
+          b.setProduct(textOf(e.product));
+          b.setQuantity(e.quantity);
+          b.setUnitPrice(e.unitPrice);
+          b.setExpiresAtNs(e.expiresAtNs);
+        } else if constexpr (std::is_same_v<T, HoldConfirmed>) {
+          auto b = out.initHoldConfirmed();
+          b.setHoldId(e.holdId);
+          b.setCustomer(textOf(e.customer));
+          b.setProduct(textOf(e.product));
+          b.setQuantity(e.quantity);
+          b.setUnitPrice(e.unitPrice);
+          b.setBalance(e.balance);
+        } else if constexpr (std::is_same_v<T, HoldReleased> || std::is_same_v<T, HoldExpired>) {
+          auto b = [&] {
+            if constexpr (std::is_same_v<T, HoldReleased>) {
+              return out.initHoldReleased();
+            } else {
+              return out.initHoldExpired();
+            }
+          }();
+          b.setHoldId(e.holdId);
+          b.setCustomer(textOf(e.customer));
+          b.setProduct(textOf(e.product));
+          b.setQuantity(e.quantity);
         } else {
+          static_assert(std::is_same_v<T, OperationRejected>);
           auto b = out.initOperationRejected();
           b.setReason(static_cast<wire::RejectReason>(e.reason));
           b.setCommand(static_cast<wire::CommandKind>(e.command));
@@ -138,6 +168,30 @@ Event fromWire(wire::Event::Reader in) {
       out.body =
           OperationRejected{reasonFromWire(e.getReason()), kindFromWire(e.getCommand()),
                             text(e.getCustomer()), text(e.getProduct()), text(e.getDetail())};
+      break;
+    }
+    case wire::Event::PRODUCT_HELD: {
+      auto e = in.getProductHeld();
+      out.body = ProductHeld{e.getHoldId(),   text(e.getCustomer()), text(e.getProduct()),
+                             e.getQuantity(), e.getUnitPrice(),      e.getExpiresAtNs()};
+      break;
+    }
+    case wire::Event::HOLD_CONFIRMED: {
+      auto e = in.getHoldConfirmed();
+      out.body = HoldConfirmed{e.getHoldId(),   text(e.getCustomer()), text(e.getProduct()),
+                               e.getQuantity(), e.getUnitPrice(),      e.getBalance()};
+      break;
+    }
+    case wire::Event::HOLD_RELEASED: {
+      auto e = in.getHoldReleased();
+      out.body = HoldReleased{e.getHoldId(), text(e.getCustomer()), text(e.getProduct()),
+                              e.getQuantity()};
+      break;
+    }
+    case wire::Event::HOLD_EXPIRED: {
+      auto e = in.getHoldExpired();
+      out.body = HoldExpired{e.getHoldId(), text(e.getCustomer()), text(e.getProduct()),
+                             e.getQuantity()};
       break;
     }
     default:

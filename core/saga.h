@@ -11,6 +11,12 @@
 //   return: execute on the customer's shard; its ProductReturned sends the
 //   units back to the product's shard (stockBack) as it finishes.
 //
+//   cross-shard hold: as a buy, but the debit step records the hold
+//   (ProductHeld) instead of paying, and a refused one gives the units back
+//   with unhold. Confirm, release and the timer's expiry execute on the
+//   customer's shard; HoldConfirmed moves the held units to sold (holdSold),
+//   HoldReleased and HoldExpired back to the stock (unhold).
+//
 // Every hop passes through the ingress, which is the only producer of each
 // shard's inbox: a release or stockBack reaches the product shard before any
 // later command does. Pure functions; safe on any thread.
@@ -26,6 +32,8 @@ enum class Next : uint8_t {
   debit,                // reserved: send the debit to the customer's shard
   releaseThenFinish,    // the debit was refused: give the reserved units back
   stockBackThenFinish,  // a return succeeded: its units go back to the product
+  unholdThenFinish,     // held units go back to the stock (a hold refused, released, expired)
+  holdSoldThenFinish,   // a confirmed hold: its units become sold at the product
 };
 
 // The first step of an admitted command.

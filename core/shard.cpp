@@ -18,9 +18,11 @@ T* findIn(auto& map, std::string_view id) {
 }
 }  // namespace
 
-Shard::Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup, size_t checkpointSlice)
+Shard::Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup, size_t checkpointSlice,
+             size_t maxHolds)
     : index_(index),
       checkpointSlice_(checkpointSlice),
+      maxHolds_(maxHolds),
       outbox_(outbox),
       wakeup_(wakeup),
       inboxToken_(inbox_),
@@ -135,15 +137,25 @@ bool Shard::handle(ShardTask& task) {
       task.installed->set_value();
       return false;
     case Step::release:
-    case Step::stockBack: {
-      // Both put units back into a product that reserved or sold them, so it
-      // exists: a missing one is a bug, and it is reported, not skipped.
+    case Step::stockBack:
+    case Step::unhold:
+    case Step::holdSold: {
+      // Each moves units of a product that reserved, sold or held them, so
+      // it exists: a missing one is a bug, and it is reported, not skipped.
       auto* p = findIn<Product>(products_, task.key);
       SHOP_CHECK(p != nullptr, "shard %u: units back to a missing product (%zu-byte id)", index_,
                  task.key.size());
       keep(task.key, *p);
-      p->stock += task.quantity;
-      p->sold -= task.quantity;
+      if (task.step == Step::unhold) {
+        p->held -= task.quantity;
+        p->stock += task.quantity;
+      } else if (task.step == Step::holdSold) {
+        p->held -= task.quantity;
+        p->sold += task.quantity;
+      } else {
+        p->stock += task.quantity;
+        p->sold -= task.quantity;
+      }
       return false;
     }
     case Step::execute:
@@ -178,12 +190,12 @@ void Shard::throwIfArmed(AggregateKind kind, std::string_view id) {
   if (armedFaults_.erase(key)) throw std::runtime_error("injected fault on " + key);
 }
 
-// The product a buy can take its units from, or null after putting the
-// rejection in `out`.
-Product* Shard::reservable(const BuyProduct& buy, ShardOutcome& out) {
-  auto* product = findIn<Product>(products_, buy.product);
-  throwIfArmed(AggregateKind::product, buy.product);
-  if (auto rejection = checkReserve(product, buy)) {
+// The product a buy or hold can take its units from, or null after putting
+// the rejection in `out`.
+Product* Shard::reservable(std::string_view id, Quantity quantity, ShardOutcome& out) {
+  auto* product = findIn<Product>(products_, id);
+  throwIfArmed(AggregateKind::product, id);
+  if (auto rejection = checkReserve(product, id, quantity)) {
     out.result = std::move(*rejection);
     return nullptr;
   }
@@ -258,7 +270,7 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       if (task.step == Step::execute) {
         // Product and customer both live on this shard: reserve and debit in
         // one step. Stock moves only once the customer's change committed.
-        Product* product = reservable(c, out);
+        Product* product = reservable(c.product, c.quantity, out);
         if (!product) return;
         auto* live = findIn<Customer>(customers_, c.customer);
         commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
@@ -271,7 +283,7 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         return;
       }
       if (task.step == Step::reserve) {
-        Product* product = reservable(c, out);
+        Product* product = reservable(c.product, c.quantity, out);
         if (!product) return;
         keep(c.product, *product);
         product->stock -= c.quantity;
@@ -297,6 +309,61 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
       auto* live = findIn<Product>(products_, c.product);
       commit(products_, live, c.product, decideRestock(live, c), applyToProduct,
              AggregateKind::product);
+      return;
+    }
+    case CommandKind::holdProduct: {
+      auto& c = std::get<HoldProduct>(cmd.body);
+      if (task.step != Step::debit) {
+        // Reserve: the units leave the stock for the hold at once.
+        Product* product = reservable(c.product, c.quantity, out);
+        if (!product) return;
+        if (task.step == Step::reserve) {
+          keep(c.product, *product);
+          product->stock -= c.quantity;
+          product->held += c.quantity;  // until the hold ends, or its placing fails
+          out.reserved = true;
+          out.unitPrice = product->price;
+          return;
+        }
+        // Both here: the units move once the customer's change committed.
+        auto* live = findIn<Customer>(customers_, c.customer);
+        commit(customers_, live, c.customer,
+               decidePlaceHold(live, c, product->price, maxHolds_), applyToCustomer,
+               AggregateKind::customer);
+        if (std::holds_alternative<EventBody>(out.result)) {
+          keep(c.product, *product);
+          product->stock -= c.quantity;
+          product->held += c.quantity;
+        }
+        return;
+      }
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decidePlaceHold(live, c, task.unitPrice, maxHolds_),
+             applyToCustomer, AggregateKind::customer);
+      return;
+    }
+    case CommandKind::confirmHold: {
+      auto& c = std::get<ConfirmHold>(cmd.body);
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decideConfirm(live, c), applyToCustomer,
+             AggregateKind::customer);
+      return;
+    }
+    case CommandKind::releaseHold: {
+      auto& c = std::get<ReleaseHold>(cmd.body);
+      auto* live = findIn<Customer>(customers_, c.customer);
+      commit(customers_, live, c.customer, decideRelease(live, c), applyToCustomer,
+             AggregateKind::customer);
+      return;
+    }
+    case CommandKind::expireHold: {
+      auto& c = std::get<ExpireHold>(cmd.body);
+      auto* live = findIn<Customer>(customers_, c.customer);
+      // Nothing to do when the hold already ended: the result stays empty.
+      if (auto expired = decideExpire(live, c)) {
+        commit(customers_, live, c.customer, Decision{std::move(*expired)}, applyToCustomer,
+               AggregateKind::customer);
+      }
       return;
     }
     case CommandKind::readEvents:

@@ -33,11 +33,14 @@
 namespace shop {
 
 enum class Step : uint8_t {
-  execute,     // the whole command on this shard (a buy when both aggregates are here)
-  reserve,     // cross-shard buy, part 1: reserve stock at the product
-  debit,       // buy, part 2: pay at the customer (unitPrice set)
+  execute,     // the whole command on this shard (a buy or hold when both aggregates are here)
+  reserve,     // cross-shard buy or hold, part 1: reserve stock at the product
+  debit,       // part 2: pay (buy) or record the hold (hold) at the customer (unitPrice set)
   release,     // give back stock reserved by a buy that failed (no reply)
   stockBack,   // stock of a return goes back to the product (no reply)
+  unhold,      // held units go back to the stock: a hold that failed, was released or
+               // expired (no reply)
+  holdSold,    // held units were bought: a confirmed hold (no reply)
   hold,        // test seam: block until Shard::resume()
   armFault,    // test seam: the next command touching `key` throws
   snapshot,    // test seam: copy this shard's state into `snapshotOut`
@@ -68,8 +71,8 @@ struct ShardTask {
   // final outcome has been processed on the ingress thread.
   const Command* command = nullptr;
   Money unitPrice = 0;    // debit
-  std::string key;        // release/stockBack: product; armFault: aggregate key
-  Quantity quantity = 0;  // release/stockBack
+  std::string key;  // release/stockBack/unhold/holdSold: product; armFault: aggregate key
+  Quantity quantity = 0;  // release/stockBack/unhold/holdSold
   std::promise<ShopState>* snapshotOut = nullptr;  // snapshot
   ShardState* install = nullptr;                   // install: moved from
   std::promise<SnapshotPart>* partOut = nullptr;   // checkpoint
@@ -104,7 +107,9 @@ using Inbox = moodycamel::BlockingConcurrentQueue<ShardTask, InboxTraits>;
 class Shard {
  public:
   // `checkpointSlice`: aggregates a snapshot encodes between two batches.
-  Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup, size_t checkpointSlice = 512);
+  // `maxHolds`: live holds one customer may have.
+  Shard(unsigned index, OutcomeQueue& outbox, Wakeup& wakeup, size_t checkpointSlice = 512,
+        size_t maxHolds = 20);
   ~Shard();  // stops and joins the thread
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -129,7 +134,7 @@ class Shard {
   bool handle(ShardTask& task);
   void decide(const ShardTask& task, ShardOutcome& out);
   void throwIfArmed(AggregateKind kind, std::string_view id);
-  Product* reservable(const BuyProduct& buy, ShardOutcome& out);
+  Product* reservable(std::string_view product, Quantity quantity, ShardOutcome& out);
   void flush();
   void fail(const char* what);
 
@@ -160,6 +165,7 @@ class Shard {
 
   unsigned index_;
   size_t checkpointSlice_;
+  size_t maxHolds_;
   std::string failure_;  // written before failed_ is set
   std::atomic<bool> failed_{false};
   OutcomeQueue& outbox_;

@@ -42,6 +42,7 @@ kj::Array<capnp::word> encodeInfo(const SnapshotInfo& info) {
   root.setChunks(info.chunks);
   root.setCustomers(info.customers);
   root.setProducts(info.products);
+  root.setNextHoldId(info.nextHoldId);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -57,7 +58,8 @@ SnapshotInfo decodeInfo(kj::ArrayPtr<const capnp::word> message) {
                       .replayFrom = root.getReplayFrom(),
                       .chunks = root.getChunks(),
                       .customers = root.getCustomers(),
-                      .products = root.getProducts()};
+                      .products = root.getProducts(),
+                      .nextHoldId = std::max<HoldId>(root.getNextHoldId(), 1)};
 }
 
 // Reads the header and the info record; `at` ends past the info record.
@@ -104,6 +106,7 @@ void SnapshotEncoder::customer(std::string_view id, const Customer& customer) {
   for (const auto& holding : customer.holdings) {
     pending_->bytes += 32 + holding.product.size() + 16 * holding.lots.size();
   }
+  for (const auto& hold : customer.holds) pending_->bytes += 64 + hold.product.size();
   ++part_.customers;
   flushIfFull();
 }
@@ -144,6 +147,16 @@ void SnapshotEncoder::endChunk() {
         lots[static_cast<unsigned>(l)].setQuantity(held.lots[l].quantity);
       }
     }
+    auto holds = out.initHolds(static_cast<unsigned>(c->holds.size()));
+    for (size_t h = 0; h < c->holds.size(); ++h) {
+      const LiveHold& hold = c->holds[h];
+      auto hout = holds[static_cast<unsigned>(h)];
+      hout.setHoldId(hold.holdId);
+      hout.setProduct(hold.product);
+      hout.setQuantity(hold.quantity);
+      hout.setUnitPrice(hold.unitPrice);
+      hout.setExpiresAtNs(hold.expiresAtNs);
+    }
   }
   auto products = chunk.initProducts(static_cast<unsigned>(p.products.size()));
   for (size_t i = 0; i < p.products.size(); ++i) {
@@ -153,6 +166,7 @@ void SnapshotEncoder::endChunk() {
     out.setPrice(product->price);
     out.setStock(product->stock);
     out.setSold(product->sold);
+    out.setHeld(product->held);
   }
   part_.chunks.push_back(capnp::messageToFlatArray(builder));
   p.customers.clear();
@@ -195,6 +209,10 @@ SnapshotInfo readSnapshot(kj::ArrayPtr<const kj::byte> bytes, SnapshotVisitor* v
           }
           customer.holdings.push_back(std::move(held));
         }
+        for (auto h : c.getHolds()) {
+          customer.holds.push_back(LiveHold{h.getHoldId(), h.getProduct(), h.getQuantity(),
+                                            h.getUnitPrice(), h.getExpiresAtNs()});
+        }
         auto id = c.getId();
         visitor->customer(std::string_view(id.cStr(), id.size()), std::move(customer));
       }
@@ -204,7 +222,10 @@ SnapshotInfo readSnapshot(kj::ArrayPtr<const kj::byte> bytes, SnapshotVisitor* v
         auto id = p.getId();
         visitor->product(
             std::string_view(id.cStr(), id.size()),
-            Product{.price = p.getPrice(), .stock = p.getStock(), .sold = p.getSold()});
+            Product{.price = p.getPrice(),
+                    .stock = p.getStock(),
+                    .sold = p.getSold(),
+                    .held = p.getHeld()});
       }
       at += kRecordHeaderBytes + length;
     }

@@ -55,6 +55,7 @@ struct SnapshotInfo {
   uint32_t chunks = 0;
   uint64_t customers = 0;
   uint64_t products = 0;
+  HoldId nextHoldId = 1;  // the next id a hold gets
 };
 
 // A snapshot file that does not read as written.

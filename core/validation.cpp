@@ -139,8 +139,17 @@ std::optional<Rejection> validate(const Command& command) {
                          checkPositive(R::invalidQuantity, "quantity", c.quantity));
         } else if constexpr (std::is_same_v<T, GetCustomer>) {
           return checkIdField("customer", c.customer);
+        } else if constexpr (std::is_same_v<T, HoldProduct>) {
+          // The upper bound of ttlMs is the server's: the engine checks it.
+          return firstOf(checkIdField("customer", c.customer), checkIdField("product", c.product),
+                         checkPositive(R::invalidQuantity, "quantity", c.quantity),
+                         checkPositive(R::invalidTtl, "ttlMs", c.ttlMs));
+        } else if constexpr (std::is_same_v<T, ConfirmHold> || std::is_same_v<T, ReleaseHold>) {
+          if (c.holdId == 0) return Rejection{R::unknownHold, "holdId 0 is never issued"};
+          return std::nullopt;
         } else {
-          static_assert(std::is_same_v<T, ReadEvents> || std::is_same_v<T, GetStats>);
+          static_assert(std::is_same_v<T, ReadEvents> || std::is_same_v<T, GetStats> ||
+                        std::is_same_v<T, ExpireHold>);
           return std::nullopt;
         }
       },

@@ -33,6 +33,9 @@ struct Command {
     getCustomer    @7 :GetCustomer;
     readEvents     @8 :ReadEvents;
     getStats       @9 :GetStats;
+    holdProduct    @10 :HoldProduct;
+    confirmHold    @11 :ConfirmHold;
+    releaseHold    @12 :ReleaseHold;
   }
 }
 
@@ -81,6 +84,28 @@ struct ReadEvents {
 # The server's figures (ShopStats). A query: nothing is published.
 struct GetStats {}
 
+# Reserves `quantity` units of `product` for `customer` until the hold is
+# confirmed, released, or `ttlMs` passes; the reply's ProductHeld carries the
+# holdId. The units leave the available stock at once, at today's price.
+struct HoldProduct {
+  customer @0 :Text;
+  product  @1 :Text;
+  quantity @2 :Int64;         # >= 1
+  ttlMs    @3 :Int64;         # 1 .. the server's maximum (shopd --max-hold-ttl-ms)
+}
+
+# Turns a live hold into a purchase at the held price: the customer pays,
+# the units become theirs (HoldConfirmed). Refused with insufficientFunds,
+# the hold stays live until it expires.
+struct ConfirmHold {
+  holdId @0 :UInt64;
+}
+
+# Gives a live hold's units back to the stock (HoldReleased).
+struct ReleaseHold {
+  holdId @0 :UInt64;
+}
+
 # The kind of a command, carried in OperationRejected.
 enum CommandKind {
   createCustomer @0;
@@ -92,6 +117,9 @@ enum CommandKind {
   getCustomer    @6;
   readEvents     @7;
   getStats       @8;
+  holdProduct    @9;
+  confirmHold    @10;
+  releaseHold    @11;
 }
 
 enum RejectReason {
@@ -113,6 +141,11 @@ enum RejectReason {
                             # applied, retry later (the same commandId is safe)
   forbidden          @15;   # the client's key may not use this command (the catalog
                             # commands need an admin key)
+  unknownHold        @16;   # no live hold has this id: never issued, or already confirmed
+                            # or released
+  holdExpired        @17;   # the hold's time ran out; its units went back to the stock
+  tooManyHolds       @18;   # the customer already has the server's maximum of live holds
+  invalidTtl         @19;   # ttlMs outside 1 .. the server's maximum
 }
 
 struct Event {
@@ -127,6 +160,10 @@ struct Event {
     productAdded      @7 :ProductAdded;
     productRestocked  @8 :ProductRestocked;
     operationRejected @9 :OperationRejected;
+    productHeld       @10 :ProductHeld;
+    holdConfirmed     @11 :HoldConfirmed;
+    holdReleased      @12 :HoldReleased;
+    holdExpired       @13 :HoldExpired;
   }
 }
 
@@ -169,6 +206,46 @@ struct ProductRestocked {
   stock    @2 :Int64;       # after the restock
 }
 
+# Units reserved for a customer: they left the available stock and are
+# nobody else's until the hold ends, exactly once, as HoldConfirmed,
+# HoldReleased or HoldExpired.
+struct ProductHeld {
+  holdId      @0 :UInt64;   # the server's id for the hold, never 0
+  customer    @1 :Text;
+  product     @2 :Text;
+  quantity    @3 :Int64;
+  unitPrice   @4 :Int64;    # the price a confirmation pays
+  expiresAtNs @5 :Int64;    # when the hold expires, ns since the Unix epoch
+}
+
+# A hold became a purchase: for the customer and the product, the same as a
+# ProductBought of the held units at the held price.
+struct HoldConfirmed {
+  holdId    @0 :UInt64;
+  customer  @1 :Text;
+  product   @2 :Text;
+  quantity  @3 :Int64;
+  unitPrice @4 :Int64;
+  balance   @5 :Int64;      # the customer's balance after paying
+}
+
+# The customer gave a hold up: its units are back in the stock.
+struct HoldReleased {
+  holdId   @0 :UInt64;
+  customer @1 :Text;
+  product  @2 :Text;
+  quantity @3 :Int64;
+}
+
+# A hold's time ran out: its units are back in the stock. Caused by the
+# server's clock, not by a command: the event's commandId is 16 zero bytes.
+struct HoldExpired {
+  holdId   @0 :UInt64;
+  customer @1 :Text;
+  product  @2 :Text;
+  quantity @3 :Int64;
+}
+
 struct OperationRejected {
   reason   @0 :RejectReason;
   command  @1 :CommandKind;
@@ -183,10 +260,20 @@ struct Holding {
   paid      @2 :Int64;      # total paid for the units still held
 }
 
+# A live hold, as GetCustomer shows it.
+struct HoldView {
+  holdId      @0 :UInt64;
+  product     @1 :Text;
+  quantity    @2 :Int64;
+  unitPrice   @3 :Int64;
+  expiresAtNs @4 :Int64;
+}
+
 struct CustomerView {
   customer @0 :Text;
   balance  @1 :Int64;
   holdings @2 :List(Holding);
+  holds    @3 :List(HoldView);  # live holds, oldest first
 }
 
 struct EventPage {
@@ -239,6 +326,7 @@ struct ShopStats {
   logSize           @11 :UInt64; # events retained in memory
   logCapacity       @12 :UInt64;
   rssBytes          @13 :UInt64; # the server process's resident memory
+  liveHolds         @14 :UInt64; # holds placed and not yet confirmed, released or expired
 }
 
 struct RejectionCount {

@@ -19,6 +19,7 @@ struct SnapshotInfo {
   chunks @3 :UInt32;      # SnapshotChunk records after this one
   customers @4 :UInt64;   # in all chunks together
   products @5 :UInt64;
+  nextHoldId @6 :UInt64;  # the next id a hold gets (0: a snapshot from before holds)
 }
 
 struct SnapshotLot {
@@ -31,10 +32,19 @@ struct SnapshotHolding {
   lots @1 :List(SnapshotLot);  # purchase order, oldest first
 }
 
+struct SnapshotHold {
+  holdId @0 :UInt64;
+  product @1 :Text;
+  quantity @2 :Int64;
+  unitPrice @3 :Int64;
+  expiresAtNs @4 :Int64;
+}
+
 struct SnapshotCustomer {
   id @0 :Text;
   balance @1 :Int64;
   holdings @2 :List(SnapshotHolding);
+  holds @3 :List(SnapshotHold);  # live holds, oldest first
 }
 
 struct SnapshotProduct {
@@ -42,6 +52,7 @@ struct SnapshotProduct {
   price @1 :Int64;
   stock @2 :Int64;
   sold @3 :Int64;
+  held @4 :Int64;         # units in live holds
 }
 
 struct SnapshotChunk {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +69,16 @@ int64_t quantity(const std::string& text, int64_t fallback) {
   throw UsageError("'" + text + "' is not a whole number");
 }
 
+// A time as people read it: UTC, to the second.
+std::string utc(int64_t ns) {
+  time_t seconds = static_cast<time_t>(ns / 1'000'000'000);
+  tm parts{};
+  gmtime_r(&seconds, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
 // One line for people, amounts as decimals.
 std::string summary(const shop::Event& event) {
   using namespace shop;
@@ -92,7 +103,22 @@ std::string summary(const shop::Event& event) {
         } else if constexpr (std::is_same_v<T, ProductRestocked>) {
           return seq + "restocked " + e.product + " by " + std::to_string(e.quantity) + ", stock " +
                  std::to_string(e.stock);
+        } else if constexpr (std::is_same_v<T, ProductHeld>) {
+          return seq + "hold " + std::to_string(e.holdId) + ": " + std::to_string(e.quantity) +
+                 " " + e.product + " for " + e.customer + " at " + formatMoney(e.unitPrice) +
+                 " until " + utc(e.expiresAtNs);
+        } else if constexpr (std::is_same_v<T, HoldConfirmed>) {
+          return seq + "hold " + std::to_string(e.holdId) + " confirmed: " + e.customer +
+                 " bought " + std::to_string(e.quantity) + " " + e.product + " at " +
+                 formatMoney(e.unitPrice) + ", balance " + formatMoney(e.balance);
+        } else if constexpr (std::is_same_v<T, HoldReleased>) {
+          return seq + "hold " + std::to_string(e.holdId) + " released: " +
+                 std::to_string(e.quantity) + " " + e.product + " back in stock";
+        } else if constexpr (std::is_same_v<T, HoldExpired>) {
+          return seq + "hold " + std::to_string(e.holdId) + " expired: " +
+                 std::to_string(e.quantity) + " " + e.product + " back in stock";
         } else {
+          static_assert(std::is_same_v<T, OperationRejected>);
           return seq + "rejected: " + std::string(name(e.reason)) + ": " + e.detail;
         }
       },
@@ -159,6 +185,12 @@ int runCommand(const Options& o, shop::CommandBody body) {
         std::printf("  %s x%lld (paid %s)\n", h.product.c_str(), static_cast<long long>(h.quantity),
                     formatMoney(h.paid).c_str());
       }
+      for (const auto& h : v.holds) {
+        std::printf("  hold %llu: %s x%lld at %s until %s\n",
+                    static_cast<unsigned long long>(h.holdId), h.product.c_str(),
+                    static_cast<long long>(h.quantity), formatMoney(h.unitPrice).c_str(),
+                    utc(h.expiresAtNs).c_str());
+      }
       return kAccepted;
     }
     case shop::ReplyStatus::retired:
@@ -213,6 +245,7 @@ int runStats(const Options& o) {
   row("customers", std::to_string(s.customers));
   row("products", std::to_string(s.products));
   row("in flight", std::to_string(s.inFlight));
+  row("live holds", std::to_string(s.liveHolds));
   char rate[32];
   std::snprintf(rate, sizeof rate, "%.1f", s.commandsPerSecond);
   row("commands/s (10 s)", rate);
@@ -412,7 +445,30 @@ int main(int argc, char** argv) {
   restock->add_option("PRODUCT", a.product)->required();
   restock->add_option("QUANTITY", a.quantity)->required();
   restock->callback([&] { body = shop::Restock{a.product, quantity(a.quantity, 0)}; });
-  auto* get = command("get", "show a customer's balance and holdings");
+  int64_t ttlMs = 600'000;
+  std::string holdId;
+  auto* hold = command("hold", "reserve units for a customer until confirmed, released or expired");
+  hold->add_option("CUSTOMER", a.customer)->required();
+  hold->add_option("PRODUCT", a.product)->required();
+  hold->add_option("QUANTITY", a.quantity, "default 1");
+  hold->add_option("--ttl-ms", ttlMs, "how long the hold lasts")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  hold->callback([&] {
+    body = shop::HoldProduct{
+        .customer = a.customer, .product = a.product, .quantity = quantity(a.quantity, 1),
+        .ttlMs = ttlMs};
+  });
+  auto holdIdOf = [&] {
+    return shop::cli::unsignedValue("HOLD_ID", holdId, 1, UINT64_MAX);
+  };
+  auto* confirm = command("confirm", "buy a hold's units at the held price");
+  confirm->add_option("HOLD_ID", holdId)->required();
+  confirm->callback([&] { body = shop::ConfirmHold{.holdId = holdIdOf()}; });
+  auto* release = command("release", "give a hold's units back to the stock");
+  release->add_option("HOLD_ID", holdId)->required();
+  release->callback([&] { body = shop::ReleaseHold{.holdId = holdIdOf()}; });
+  auto* get = command("get", "show a customer's balance, holdings and live holds");
   get->add_option("CUSTOMER", a.customer)->required();
   get->callback([&] { body = shop::GetCustomer{a.customer}; });
 

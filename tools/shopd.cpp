@@ -79,6 +79,16 @@ Options parse(int argc, char** argv) {
       ->type_name("N")
       ->check(range(1, 1'000'000))
       ->capture_default_str();
+  app.add_option("--max-holds", o.engine.maxHolds,
+                 "live holds per customer; past it HoldProduct is rejected 'tooManyHolds'")
+      ->type_name("N")
+      ->check(range(0, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--max-hold-ttl-ms", o.engine.maxHoldTtlMs,
+                 "the longest a hold may last; a longer ttlMs is rejected 'invalidTtl'")
+      ->type_name("MS")
+      ->check(range(1, 30LL * 24 * 3'600'000))
+      ->capture_default_str();
   app.add_option("--max-in-flight", o.engine.maxInFlight,
                  "operations in flight, all customers; past it commands are rejected "
                  "'overloaded'")

@@ -69,8 +69,11 @@ ShopState stateIn(const std::string& path, SnapshotInfo* info = nullptr) {
 // released), returns (stock going back), deposits. `rounds` bursts, each
 // sent whole before any reply is read; each round's replies are read only
 // in part before the next is sent, so that operations overlap throughout.
+// Holds too: placed (units held at one shard, recorded at another), and of
+// those seen placed, a third confirmed and a third released while in flight.
 void load(EngineHarness& h, int rounds, int customers = 40) {
   for (int round = 0; round < rounds; ++round) {
+    size_t seen = h.listener.events.size();
     for (int c = 0; c < customers; ++c) {
       std::string id = "c" + std::to_string(c);
       std::string product = "p" + std::to_string((c + round) % 6);
@@ -78,8 +81,15 @@ void load(EngineHarness& h, int rounds, int customers = 40) {
       h.send(BuyProduct{id, "p" + std::to_string(c % 6), 400});  // mostly too dear: released
       if (round % 3 == 2) h.send(ReturnProduct{id, product, 1});
       if (c % 4 == round % 4) h.send(Deposit{id, 500});
+      if (c % 3 == round % 3) h.send(HoldProduct{id, product, 1 + c % 2, 3'600'000});
     }
     h.engine.wait(-1);  // whatever outcomes are ready: the rest stay in flight
+    for (size_t i = seen; i < h.listener.events.size(); ++i) {
+      if (const auto* held = std::get_if<ProductHeld>(&h.listener.events[i].body)) {
+        if (held->holdId % 3 == 0) h.send(ConfirmHold{.holdId = held->holdId});
+        if (held->holdId % 3 == 1) h.send(ReleaseHold{.holdId = held->holdId});
+      }
+    }
   }
 }
 
@@ -211,6 +221,7 @@ TEST_CASE("recovery from a snapshot and the journal's tail is the engine that wr
   ShopState before;
   Seq head = 0;
   uint64_t serverId = 0;
+  size_t liveHolds = 0;
   CommandId deposit = CommandId::random();
   Reply depositReply;
   {
@@ -223,6 +234,8 @@ TEST_CASE("recovery from a snapshot and the journal's tail is the engine that wr
     depositReply = shop.h.run(Deposit{"c1", 250}, deposit);  // still retained at the restart
     REQUIRE(depositReply.status == ReplyStatus::accepted);
     before = shop.h.engine.snapshot();
+    liveHolds = shop.h.engine.holds().liveCount();
+    REQUIRE(liveHolds > 0);  // the snapshots and the tail carry live holds
     head = shop.h.engine.log().headSeq();
     serverId = shop.h.engine.serverId();
     REQUIRE(listSnapshots(dir.str()).size() == 2);  // the newest, and one to fall back on
@@ -245,6 +258,7 @@ TEST_CASE("recovery from a snapshot and the journal's tail is the engine that wr
     REQUIRE(stats.stats);
     CHECK(stats.stats->customers == 40);  // from the snapshot's count
     CHECK(stats.stats->products == 6);
+    CHECK(stats.stats->liveHolds == liveHolds);
 
     // Retried across the restart: the original outcome, nothing applied.
     Reply again = shop.h.run(Deposit{"c1", 250}, deposit);
