@@ -68,7 +68,10 @@ EngineConfig fuzzConfig() {
                       .dedupeWindow = 2048,
                       .readPageLimit = 256,
                       .maxInFlight = 1024,
-                      .readPageBytes = 16 * 1024};
+                      .readPageBytes = 16 * 1024,
+                      // Time stands still: no hold expires behind an input's back,
+                      // so each command publishes exactly what it alone causes.
+                      .clock = [] { return int64_t{1'800'000'000'000'000'000}; }};
 }
 
 // The catalog and customers every run starts with (the seed corpus names them).
@@ -122,6 +125,10 @@ void expectSane(const Event& e) {
   } else if (auto* o = std::get_if<OperationRejected>(&body)) {
     FUZZ_EXPECT(o->reason != RejectReason::internalError, "seq %" PRIu64 ": %s", e.seq,
                 o->detail.c_str());
+  } else if (auto* h = std::get_if<ProductHeld>(&body)) {
+    FUZZ_EXPECT(h->holdId != 0 && h->quantity > 0 && h->unitPrice > 0, "seq %" PRIu64, e.seq);
+  } else if (auto* c = std::get_if<HoldConfirmed>(&body)) {
+    FUZZ_EXPECT(c->quantity > 0 && c->unitPrice > 0 && c->balance >= 0, "seq %" PRIu64, e.seq);
   }
 }
 
@@ -133,10 +140,13 @@ void expectSane(const Customer& c, std::string_view id) {
       FUZZ_EXPECT(lot.quantity > 0 && lot.unitPrice > 0, "customer %s", hexOf(id).c_str());
     }
   }
+  for (const auto& h : c.holds) {
+    FUZZ_EXPECT(h.quantity > 0 && h.unitPrice > 0, "customer %s", hexOf(id).c_str());
+  }
 }
 
 void expectSane(const Product& p, std::string_view id) {
-  FUZZ_EXPECT(p.stock >= 0 && p.price > 0, "product %s", hexOf(id).c_str());
+  FUZZ_EXPECT(p.stock >= 0 && p.held >= 0 && p.price > 0, "product %s", hexOf(id).c_str());
 }
 
 // The engine's sinks: replies as a client decodes them, events as a

@@ -212,6 +212,26 @@ void writeCommands(const fs::path& dir) {
            std::string(
                R"({"commandId":"73656564636f72700000000000000071","createCustomer":{"customer":"ji)") +
                "\x1f" + R"(l","initialBalance":"900"}})"}));
+  // Holds: every path, in binary and JSON (hold ids count from 1 in a fresh run).
+  write(dir / "seed-story-holds",
+        joined({frameOf(cmd(HoldProduct{.customer = "alice", .product = "apple", .quantity = 2,
+                                        .ttlMs = 60'000})),
+                frameOf(cmd(ConfirmHold{.holdId = 1})), frameOf(cmd(ConfirmHold{.holdId = 1})),
+                frameOf(cmd(HoldProduct{.customer = "bob", .product = "tv", .quantity = 1,
+                                        .ttlMs = 1})),
+                frameOf(cmd(ConfirmHold{.holdId = 2})), frameOf(cmd(ReleaseHold{.holdId = 2})),
+                frameOf(cmd(ReleaseHold{.holdId = 99})), frameOf(cmd(GetCustomer{"bob"}))}));
+  write(dir / "seed-holds-rejected",
+        joined({frameOf(cmd(HoldProduct{.customer = "alice", .product = "tv", .quantity = 6,
+                                        .ttlMs = 1'000})),
+                frameOf(cmd(HoldProduct{.customer = "alice", .product = "apple", .quantity = 1,
+                                        .ttlMs = LLONG_MAX})),
+                frameOf(cmd(HoldProduct{.customer = "alice", .product = "apple", .quantity = 1,
+                                        .ttlMs = -1})),
+                frameOf(cmd(ConfirmHold{.holdId = 0})),
+                jsonOf(cmd(HoldProduct{.customer = "bob", .product = "banana", .quantity = 3,
+                                       .ttlMs = 500})),
+                jsonOf(cmd(ConfirmHold{.holdId = 1}))}));
 }
 
 void writeCatalogs(const fs::path& dir, const fs::path& defaultCatalog) {
@@ -281,7 +301,11 @@ void writeJournals(const fs::path& dir) {
       ProductReturned{"alice", "apple", 1, 150, 1350},
       ProductRestocked{"apple", 5, 14},
       OperationRejected{RejectReason::insufficientFunds, CommandKind::buyProduct, "alice", "apple",
-                        "costs 1500, balance is 1350"}};
+                        "costs 1500, balance is 1350"},
+      ProductHeld{1, "alice", "apple", 2, 150, 1'800'000'060'000'000'000},
+      HoldConfirmed{1, "alice", "apple", 2, 150, 1050},
+      HoldReleased{2, "alice", "apple", 1},
+      HoldExpired{3, "alice", "apple", 1}};
   std::vector<EventBody> many;
   for (int i = 0; i < 40; ++i) many.push_back(FundsDeposited{"bob", i + 1, 100 + i});
   const std::vector<std::pair<const char*, std::string>> seeds = {
@@ -305,10 +329,11 @@ void writeSnapshots(const fs::path& dir) {
     for (int c = 0; c < customers; ++c) {
       Customer customer{.balance = 1000 + c};
       if (c % 2 == 0) customer.holdings.push_back({"apple", {{150, 2}, {140, 1}}});
+      if (c % 3 == 0) customer.holds.push_back({c + 1ull, "apple", 1, 150, 1'800'000'000'000});
       owned.emplace_back("c" + std::to_string(c), std::move(customer));
     }
     for (const auto& [id, customer] : owned) encoder.customer(id, customer);
-    Product apple{.price = 150, .stock = 7, .sold = 3};
+    Product apple{.price = 150, .stock = 7, .sold = 3, .held = 2};
     if (customers > 0) encoder.product("apple", apple);
     std::vector<SnapshotPart> parts;
     parts.push_back(encoder.finish());

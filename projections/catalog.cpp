@@ -28,6 +28,19 @@ void Catalog::onEvent(const Event& event) {
     p.stock += e->quantity;
     p.returned = addSaturating(p.returned, e->quantity);
     p.refunded = addSaturating(p.refunded, e->refund);
+  } else if (const auto* e = std::get_if<ProductHeld>(&event.body)) {
+    p.stock -= e->quantity;
+    p.held += e->quantity;
+  } else if (const auto* e = std::get_if<HoldConfirmed>(&event.body)) {
+    p.held -= e->quantity;
+    p.sold = addSaturating(p.sold, e->quantity);
+    p.revenue = addSaturating(p.revenue, productSaturating(e->quantity, e->unitPrice));
+  } else if (const auto* e = std::get_if<HoldReleased>(&event.body)) {
+    p.held -= e->quantity;
+    p.stock += e->quantity;
+  } else if (const auto* e = std::get_if<HoldExpired>(&event.body)) {
+    p.held -= e->quantity;
+    p.stock += e->quantity;
   }
 }
 

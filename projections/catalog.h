@@ -1,5 +1,5 @@
-// The catalog and sales read model: per product, price, stock, units sold
-// and returned, and revenue.
+// The catalog and sales read model: per product, price, stock, units held,
+// units sold and returned, and revenue. A confirmed hold is a sale.
 #pragma once
 
 #include <string>
@@ -13,6 +13,7 @@ struct ProductRow {
   std::string id;
   Money price = 0;        // minor units, per unit
   Quantity stock = 0;     // on the shelf
+  Quantity held = 0;      // in live holds: off the shelf, not yet sold
   Quantity sold = 0;      // units bought, over all time
   Quantity returned = 0;  // units returned, over all time
   Money revenue = 0;      // paid for units bought, over all time

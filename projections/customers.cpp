@@ -12,6 +12,14 @@ Holding* holdingOf(CustomerRow& row, std::string_view product) {
   return nullptr;
 }
 
+// Units bought, directly or by confirming a hold.
+void bought(CustomerRow& row, const std::string& product, Quantity quantity, Money unitPrice) {
+  Holding* h = holdingOf(row, product);
+  if (!h) h = &row.holdings.emplace_back(Holding{product, 0, 0});
+  h->quantity += quantity;
+  h->paid += quantity * unitPrice;  // the server checked it stays in range
+}
+
 uint64_t hashOf(std::string_view id) {
   return std::hash<std::string_view>{}(id);
 }
@@ -97,10 +105,21 @@ void Customers::onEvent(const Event& event) {
   } else if (const auto* e = std::get_if<ProductBought>(&event.body)) {
     row->balance = e->balance;
     ++row->accepted;
-    Holding* h = holdingOf(*row, e->product);
-    if (!h) h = &row->holdings.emplace_back(Holding{e->product, 0, 0});
-    h->quantity += e->quantity;
-    h->paid += e->quantity * e->unitPrice;  // the server checked it stays in range
+    bought(*row, e->product, e->quantity, e->unitPrice);
+  } else if (const auto* e = std::get_if<HoldConfirmed>(&event.body)) {
+    row->balance = e->balance;
+    ++row->accepted;
+    --row->liveHolds;
+    bought(*row, e->product, e->quantity, e->unitPrice);
+  } else if (std::holds_alternative<ProductHeld>(event.body)) {
+    ++row->accepted;
+    ++row->liveHolds;
+  } else if (std::holds_alternative<HoldReleased>(event.body)) {
+    ++row->accepted;
+    --row->liveHolds;
+  } else if (std::holds_alternative<HoldExpired>(event.body)) {
+    ++row->accepted;
+    --row->liveHolds;
   } else if (const auto* e = std::get_if<ProductReturned>(&event.body)) {
     row->balance = e->balance;
     ++row->accepted;

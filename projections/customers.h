@@ -17,6 +17,7 @@ struct CustomerRow {
   int64_t lastActivityNs = 0;     // the newest event about this customer, rejections included
   uint32_t accepted = 0;          // events about the customer that changed it
   uint32_t rejected = 0;          // OperationRejected events naming it
+  uint32_t liveHolds = 0;         // holds placed and not yet ended
   std::vector<Holding> holdings;  // units held and what they cost, by product
 };
 

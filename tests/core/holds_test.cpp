@@ -129,7 +129,7 @@ TEST_CASE("hold, then confirm: the held units are bought at the held price") {
   }
 }
 
-TEST_CASE("release and expiry give the units back; a late confirmation is holdExpired") {
+TEST_CASE("release and expiry give the units back, and a late confirmation is holdExpired") {
   for (bool sameShard : {true, false}) {
     CAPTURE(sameShard);
     ManualClock clock;
@@ -216,7 +216,7 @@ TEST_CASE("a confirmation in flight before the deadline wins over the expiry beh
   checkConsistent(h, {{"kiwi", 3}});
 }
 
-TEST_CASE("a refused confirmation keeps the hold; limits are rejected with reasons") {
+TEST_CASE("a refused confirmation keeps the hold, and limits are rejected with reasons") {
   ManualClock clock;
   EngineHarness h{configWith(clock)};
   h.run(AddProduct{"plum", 400, 100});

@@ -20,6 +20,7 @@ json customerJson(const CustomerRow& row) {
           {"balance", row.balance},
           {"accepted", row.accepted},
           {"rejected", row.rejected},
+          {"liveHolds", row.liveHolds},
           {"lastActivityNs", row.lastActivityNs},
           {"holdings", std::move(holdings)}};
 }
@@ -39,6 +40,7 @@ json productsJson(const Catalog& catalog) {
     products.push_back({{"id", p->id},
                         {"price", p->price},
                         {"stock", p->stock},
+                        {"held", p->held},
                         {"sold", p->sold},
                         {"returned", p->returned},
                         {"revenue", p->revenue},
@@ -66,8 +68,8 @@ json countsByName(size_t ordinals, const std::function<uint64_t(Enum)>& count) {
 }
 
 // The ordinals this build knows: one past the last enumerator.
-constexpr size_t kReasonCount = static_cast<size_t>(RejectReason::forbidden) + 1;
-constexpr size_t kCommandCount = static_cast<size_t>(CommandKind::getStats) + 1;
+constexpr size_t kReasonCount = static_cast<size_t>(RejectReason::invalidTtl) + 1;
+constexpr size_t kCommandCount = static_cast<size_t>(CommandKind::releaseHold) + 1;
 
 }  // namespace
 
