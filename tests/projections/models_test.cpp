@@ -162,6 +162,33 @@ TEST_CASE("catalog: stock, units sold and returned, revenue, and top sellers") {
   CHECK(top[1]->id == "pear");
 }
 
+TEST_CASE("catalog and customers: held units leave the shelf, and a confirmed hold is a sale") {
+  Fixture f;
+  f.apply(ProductAdded{"apple", 30, 10});
+  f.apply(CustomerCreated{"alice", 1000});
+  f.apply(ProductHeld{1, "alice", "apple", 3, 30, kStart + 60 * kSecond});
+  f.apply(ProductHeld{2, "alice", "apple", 2, 30, kStart + 60 * kSecond});
+  f.apply(ProductHeld{3, "alice", "apple", 1, 30, kStart + 60 * kSecond});
+  const ProductRow* apple = f.models.catalog.find("apple");
+  REQUIRE(apple);
+  CHECK(apple->stock == 4);
+  CHECK(apple->held == 6);
+  CHECK(f.models.customers.find("alice")->liveHolds == 3);
+
+  f.apply(HoldConfirmed{1, "alice", "apple", 3, 30, 910});
+  f.apply(HoldReleased{2, "alice", "apple", 2});
+  f.apply(HoldExpired{3, "alice", "apple", 1});
+  CHECK(apple->stock == 7);
+  CHECK(apple->held == 0);
+  CHECK(apple->sold == 3);
+  CHECK(apple->revenue == 90);
+  const CustomerRow* alice = f.models.customers.find("alice");
+  CHECK(alice->liveHolds == 0);
+  CHECK(alice->balance == 910);
+  REQUIRE(alice->holdings.size() == 1);
+  CHECK(alice->holdings[0] == Holding{"apple", 3, 90});
+}
+
 TEST_CASE("active customers drop off once idle for the window, by the injected clock") {
   Fixture f;  // a 60 s window
   f.apply(CustomerCreated{"alice", 0});

@@ -17,6 +17,7 @@
 
 #include "bus/client.h"
 #include "tests/testkit/embedded_server.h"
+#include "tests/testkit/event_probe.h"
 #include "tests/testkit/process.h"
 #include "tests/tools/shopd_process.h"
 #include "tools/money.h"
@@ -180,6 +181,50 @@ TEST_CASE("shopctl: options after the subcommand, endpoints from the environment
   CHECK(Process::run({SHOPCTL_PATH, "tail", "--help"}, &out, &err) == 0);
   CHECK(out.find("--until-head") != std::string::npos);
   CHECK(Process::run({SHOPCTL_PATH, "deposit", "alice"}, &out, &err) == 2);
+}
+
+TEST_CASE("shopctl hold, confirm and release, and a hold that expires on shopd's own clock") {
+  EmbeddedServer server;
+  testkit::EventProbe probe(server.context(), server.events(), server.commands());
+  Shopctl shopctl{server};
+  REQUIRE(shopctl({"add-product", "apple", "1.50", "10"}) == 0);
+  REQUIRE(shopctl({"create", "alice", "100"}) == 0);
+
+  CHECK(shopctl({"hold", "alice", "apple", "3"}) == 0);
+  CHECK(shopctl.out.find("hold 1: 3 apple for alice at 1.50 until 20") != std::string::npos);
+  CHECK(shopctl({"get", "alice"}) == 0);
+  CHECK(shopctl.out.find("  hold 1: apple x3 at 1.50 until ") != std::string::npos);
+  CHECK(shopctl({"stats"}) == 0);
+  CHECK(shopctl.out.find("live holds             1\n") != std::string::npos);
+  CHECK(shopctl({"buy", "alice", "apple", "8"}) == 1);  // 3 of 10 are held
+  CHECK(shopctl.err.find("outOfStock") != std::string::npos);
+  CHECK(shopctl({"confirm", "1"}) == 0);
+  CHECK(shopctl.out.find("hold 1 confirmed: alice bought 3 apple at 1.50, balance 95.50") !=
+        std::string::npos);
+  CHECK(shopctl({"confirm", "1"}) == 1);
+  CHECK(shopctl.err.find("unknownHold: hold 1 was confirmed") != std::string::npos);
+
+  CHECK(shopctl({"hold", "alice", "apple", "2"}) == 0);
+  CHECK(shopctl({"release", "2"}) == 0);
+  CHECK(shopctl.out.find("hold 2 released: 2 apple back in stock") != std::string::npos);
+
+  // shopd's loop wakes at the deadline by itself: nothing else happens here.
+  CHECK(shopctl({"hold", "alice", "apple", "1", "--ttl-ms", "50"}) == 0);
+  Event expired = probe.expect(testkit::match::event<HoldExpired>("alice"));
+  CHECK(std::get<HoldExpired>(expired.body).holdId == 3);
+  CHECK(expired.commandId == CommandId{});
+  CHECK(shopctl({"confirm", "3"}) == 1);
+  CHECK(shopctl.err.find("holdExpired") != std::string::npos);
+  CHECK(shopctl({"stats"}) == 0);
+  CHECK(shopctl.out.find("live holds             0\n") != std::string::npos);
+
+  CHECK(shopctl({"hold", "alice", "apple", "1", "--ttl-ms", "999999999"}) == 1);
+  CHECK(shopctl.err.find("invalidTtl") != std::string::npos);
+  CHECK(shopctl({"confirm", "abc"}) == 2);
+  CHECK(shopctl({"release"}) == 2);
+  CHECK(shopctl({"get", "alice"}) == 0);
+  CHECK(shopctl.out.find("apple x3 (paid 4.50)") != std::string::npos);
+  CHECK(shopctl.out.find("hold ") == std::string::npos);
 }
 
 TEST_CASE("shopctl tail --from earliest --until-head stops at the head, past a dropped seq 1") {
