@@ -1,8 +1,8 @@
 #include "bus/codec.h"
 
-#include <stdexcept>
 #include <capnp/serialize.h>
 #include <kj/io.h>
+#include <stdexcept>
 
 #include "core/check.h"
 

@@ -113,15 +113,16 @@ std::variant<Money, Rejection> pay(const Customer& state, std::string_view produ
     return reject(RejectReason::overflow, "the holding's total price would exceed the Int64 range");
   }
   if (cost > state.balance) {
-    return reject(RejectReason::insufficientFunds,
-                  "costs " + std::to_string(cost) + ", balance is " + std::to_string(state.balance));
+    return reject(
+        RejectReason::insufficientFunds,
+        "costs " + std::to_string(cost) + ", balance is " + std::to_string(state.balance));
   }
   return state.balance - cost;
 }
 
 Rejection noHold(HoldId id, std::string_view customer) {
-  return reject(RejectReason::unknownHold, "customer " + quoted(customer) + " has no live hold " +
-                                               std::to_string(id));
+  return reject(RejectReason::unknownHold,
+                "customer " + quoted(customer) + " has no live hold " + std::to_string(id));
 }
 
 // Adds `quantity` units at `unitPrice` to the customer's lots. Strong
@@ -163,8 +164,8 @@ Decision decidePlaceHold(const Customer* state, const HoldProduct& cmd, Money un
   if (__builtin_mul_overflow(unitPrice, cmd.quantity, &cost)) {
     return reject(RejectReason::overflow, "price times quantity exceeds the Int64 range");
   }
-  return ProductHeld{cmd.holdId,  cmd.customer, cmd.product,
-                     cmd.quantity, unitPrice,   cmd.expiresAtNs};
+  return ProductHeld{cmd.holdId,   cmd.customer, cmd.product,
+                     cmd.quantity, unitPrice,    cmd.expiresAtNs};
 }
 
 Decision decideConfirm(const Customer* state, const ConfirmHold& cmd) {
@@ -172,7 +173,7 @@ Decision decideConfirm(const Customer* state, const ConfirmHold& cmd) {
   if (!hold) return noHold(cmd.holdId, cmd.customer);
   auto paid = pay(*state, hold->product, hold->quantity, hold->unitPrice);
   if (auto* rejection = std::get_if<Rejection>(&paid)) return std::move(*rejection);
-  return HoldConfirmed{cmd.holdId,     cmd.customer,     hold->product,
+  return HoldConfirmed{cmd.holdId,     cmd.customer,    hold->product,
                        hold->quantity, hold->unitPrice, std::get<Money>(paid)};
 }
 

@@ -174,7 +174,7 @@ std::string_view Event::product() const {
 
 std::string_view eventName(const EventBody& body) {
   static constexpr std::string_view kNames[] = {
-      "customerCreated", "fundsDeposited",   "productBought",    "productReturned",
+      "customerCreated", "fundsDeposited",   "productBought",     "productReturned",
       "productAdded",    "productRestocked", "operationRejected", "productHeld",
       "holdConfirmed",   "holdReleased",     "holdExpired"};
   return kNames[body.index()];

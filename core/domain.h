@@ -126,10 +126,9 @@ struct ExpireHold {
 };
 
 // Alternative order matches CommandKind.
-using CommandBody =
-    std::variant<CreateCustomer, Deposit, BuyProduct, ReturnProduct, AddProduct, Restock,
-                 GetCustomer, ReadEvents, GetStats, HoldProduct, ConfirmHold, ReleaseHold,
-                 ExpireHold>;
+using CommandBody = std::variant<CreateCustomer, Deposit, BuyProduct, ReturnProduct, AddProduct,
+                                 Restock, GetCustomer, ReadEvents, GetStats, HoldProduct,
+                                 ConfirmHold, ReleaseHold, ExpireHold>;
 
 struct Command {
   CommandId id;
@@ -252,10 +251,9 @@ struct HoldExpired {
   bool operator==(const HoldExpired&) const = default;
 };
 
-using EventBody =
-    std::variant<CustomerCreated, FundsDeposited, ProductBought, ProductReturned, ProductAdded,
-                 ProductRestocked, OperationRejected, ProductHeld, HoldConfirmed, HoldReleased,
-                 HoldExpired>;
+using EventBody = std::variant<CustomerCreated, FundsDeposited, ProductBought, ProductReturned,
+                               ProductAdded, ProductRestocked, OperationRejected, ProductHeld,
+                               HoldConfirmed, HoldReleased, HoldExpired>;
 
 struct Event {
   Seq seq = 0;

@@ -90,8 +90,8 @@ Engine::Engine(const EngineConfig& config, EventSink& events, ReplySink& replies
   }
   shards_.reserve(config_.shards);
   for (unsigned k = 0; k < config_.shards; ++k) {
-    shards_.push_back(std::make_unique<Shard>(k, outbox_, wakeup_, config_.checkpointSlice,
-                                              config_.maxHolds));
+    shards_.push_back(
+        std::make_unique<Shard>(k, outbox_, wakeup_, config_.checkpointSlice, config_.maxHolds));
   }
 }
 
@@ -421,9 +421,9 @@ int64_t Engine::now() const {
 std::optional<Rejection> Engine::admitHold(Command& command) {
   if (auto* hold = std::get_if<HoldProduct>(&command.body)) {
     if (hold->ttlMs > config_.maxHoldTtlMs) {
-      return Rejection{RejectReason::invalidTtl, "ttlMs must be <= " +
-                                                     std::to_string(config_.maxHoldTtlMs) +
-                                                     ", got " + std::to_string(hold->ttlMs)};
+      return Rejection{RejectReason::invalidTtl,
+                       "ttlMs must be <= " + std::to_string(config_.maxHoldTtlMs) + ", got " +
+                           std::to_string(hold->ttlMs)};
     }
     hold->holdId = holds_.allocate();
     hold->expiresAtNs = now() + hold->ttlMs * 1'000'000;  // no overflow: ttlMs is bounded
@@ -448,16 +448,14 @@ std::optional<Rejection> Engine::admitHold(Command& command) {
     *customer = live->customer;
     *product = live->product;
     if (live->expiring) {
-      return Rejection{RejectReason::holdExpired,
-                       "hold " + std::to_string(id) + " expired at " +
-                           std::to_string(live->expiresAtNs) + " ns"};
+      return Rejection{RejectReason::holdExpired, "hold " + std::to_string(id) + " expired at " +
+                                                      std::to_string(live->expiresAtNs) + " ns"};
     }
     return std::nullopt;  // the customer's shard decides: it may have ended in flight
   }
   if (const HoldBook::Ended* ended = holds_.ended(id)) {
     if (ended->how == HoldBook::End::expired) {
-      return Rejection{RejectReason::holdExpired, "hold " + std::to_string(id) +
-                                                      " expired (seq " +
+      return Rejection{RejectReason::holdExpired, "hold " + std::to_string(id) + " expired (seq " +
                                                       std::to_string(ended->seq) + ")"};
     }
     const char* how = ended->how == HoldBook::End::confirmed ? "confirmed" : "released";

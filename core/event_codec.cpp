@@ -184,14 +184,14 @@ Event fromWire(wire::Event::Reader in) {
     }
     case wire::Event::HOLD_RELEASED: {
       auto e = in.getHoldReleased();
-      out.body = HoldReleased{e.getHoldId(), text(e.getCustomer()), text(e.getProduct()),
-                              e.getQuantity()};
+      out.body =
+          HoldReleased{e.getHoldId(), text(e.getCustomer()), text(e.getProduct()), e.getQuantity()};
       break;
     }
     case wire::Event::HOLD_EXPIRED: {
       auto e = in.getHoldExpired();
-      out.body = HoldExpired{e.getHoldId(), text(e.getCustomer()), text(e.getProduct()),
-                             e.getQuantity()};
+      out.body =
+          HoldExpired{e.getHoldId(), text(e.getCustomer()), text(e.getProduct()), e.getQuantity()};
       break;
     }
     default:

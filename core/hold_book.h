@@ -51,8 +51,7 @@ class HoldBook {
   // Keeps the book from a sequenced (or recovered) event.
   void onEvent(Seq seq, const EventBody& body);
   // Recovery from a snapshot: a hold live at its cut.
-  void addLive(HoldId id, std::string_view customer, std::string_view product,
-               int64_t expiresAtNs);
+  void addLive(HoldId id, std::string_view customer, std::string_view product, int64_t expiresAtNs);
 
   Live* find(HoldId id);
   const Ended* ended(HoldId id) const;

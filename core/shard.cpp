@@ -327,9 +327,8 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         }
         // Both here: the units move once the customer's change committed.
         auto* live = findIn<Customer>(customers_, c.customer);
-        commit(customers_, live, c.customer,
-               decidePlaceHold(live, c, product->price, maxHolds_), applyToCustomer,
-               AggregateKind::customer);
+        commit(customers_, live, c.customer, decidePlaceHold(live, c, product->price, maxHolds_),
+               applyToCustomer, AggregateKind::customer);
         if (std::holds_alternative<EventBody>(out.result)) {
           keep(c.product, *product);
           product->stock -= c.quantity;

@@ -71,7 +71,7 @@ struct ShardTask {
   // final outcome has been processed on the ingress thread.
   const Command* command = nullptr;
   Money unitPrice = 0;    // debit
-  std::string key;  // release/stockBack/unhold/holdSold: product; armFault: aggregate key
+  std::string key;        // release/stockBack/unhold/holdSold: product; armFault: aggregate key
   Quantity quantity = 0;  // release/stockBack/unhold/holdSold
   std::promise<ShopState>* snapshotOut = nullptr;  // snapshot
   ShardState* install = nullptr;                   // install: moved from

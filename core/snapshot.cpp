@@ -220,12 +220,10 @@ SnapshotInfo readSnapshot(kj::ArrayPtr<const kj::byte> bytes, SnapshotVisitor* v
         ++products;
         if (!visitor) continue;
         auto id = p.getId();
-        visitor->product(
-            std::string_view(id.cStr(), id.size()),
-            Product{.price = p.getPrice(),
-                    .stock = p.getStock(),
-                    .sold = p.getSold(),
-                    .held = p.getHeld()});
+        visitor->product(std::string_view(id.cStr(), id.size()), Product{.price = p.getPrice(),
+                                                                         .stock = p.getStock(),
+                                                                         .sold = p.getSold(),
+                                                                         .held = p.getHeld()});
       }
       at += kRecordHeaderBytes + length;
     }

@@ -213,24 +213,25 @@ void writeCommands(const fs::path& dir) {
                R"({"commandId":"73656564636f72700000000000000071","createCustomer":{"customer":"ji)") +
                "\x1f" + R"(l","initialBalance":"900"}})"}));
   // Holds: every path, in binary and JSON (hold ids count from 1 in a fresh run).
-  write(dir / "seed-story-holds",
-        joined({frameOf(cmd(HoldProduct{.customer = "alice", .product = "apple", .quantity = 2,
-                                        .ttlMs = 60'000})),
-                frameOf(cmd(ConfirmHold{.holdId = 1})), frameOf(cmd(ConfirmHold{.holdId = 1})),
-                frameOf(cmd(HoldProduct{.customer = "bob", .product = "tv", .quantity = 1,
-                                        .ttlMs = 1})),
-                frameOf(cmd(ConfirmHold{.holdId = 2})), frameOf(cmd(ReleaseHold{.holdId = 2})),
-                frameOf(cmd(ReleaseHold{.holdId = 99})), frameOf(cmd(GetCustomer{"bob"}))}));
+  write(
+      dir / "seed-story-holds",
+      joined(
+          {frameOf(cmd(HoldProduct{
+               .customer = "alice", .product = "apple", .quantity = 2, .ttlMs = 60'000})),
+           frameOf(cmd(ConfirmHold{.holdId = 1})), frameOf(cmd(ConfirmHold{.holdId = 1})),
+           frameOf(cmd(HoldProduct{.customer = "bob", .product = "tv", .quantity = 1, .ttlMs = 1})),
+           frameOf(cmd(ConfirmHold{.holdId = 2})), frameOf(cmd(ReleaseHold{.holdId = 2})),
+           frameOf(cmd(ReleaseHold{.holdId = 99})), frameOf(cmd(GetCustomer{"bob"}))}));
   write(dir / "seed-holds-rejected",
-        joined({frameOf(cmd(HoldProduct{.customer = "alice", .product = "tv", .quantity = 6,
-                                        .ttlMs = 1'000})),
-                frameOf(cmd(HoldProduct{.customer = "alice", .product = "apple", .quantity = 1,
-                                        .ttlMs = LLONG_MAX})),
-                frameOf(cmd(HoldProduct{.customer = "alice", .product = "apple", .quantity = 1,
-                                        .ttlMs = -1})),
+        joined({frameOf(cmd(HoldProduct{
+                    .customer = "alice", .product = "tv", .quantity = 6, .ttlMs = 1'000})),
+                frameOf(cmd(HoldProduct{
+                    .customer = "alice", .product = "apple", .quantity = 1, .ttlMs = LLONG_MAX})),
+                frameOf(cmd(HoldProduct{
+                    .customer = "alice", .product = "apple", .quantity = 1, .ttlMs = -1})),
                 frameOf(cmd(ConfirmHold{.holdId = 0})),
-                jsonOf(cmd(HoldProduct{.customer = "bob", .product = "banana", .quantity = 3,
-                                       .ttlMs = 500})),
+                jsonOf(cmd(HoldProduct{
+                    .customer = "bob", .product = "banana", .quantity = 3, .ttlMs = 500})),
                 jsonOf(cmd(ConfirmHold{.holdId = 1}))}));
 }
 

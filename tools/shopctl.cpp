@@ -112,11 +112,11 @@ std::string summary(const shop::Event& event) {
                  " bought " + std::to_string(e.quantity) + " " + e.product + " at " +
                  formatMoney(e.unitPrice) + ", balance " + formatMoney(e.balance);
         } else if constexpr (std::is_same_v<T, HoldReleased>) {
-          return seq + "hold " + std::to_string(e.holdId) + " released: " +
-                 std::to_string(e.quantity) + " " + e.product + " back in stock";
+          return seq + "hold " + std::to_string(e.holdId) +
+                 " released: " + std::to_string(e.quantity) + " " + e.product + " back in stock";
         } else if constexpr (std::is_same_v<T, HoldExpired>) {
-          return seq + "hold " + std::to_string(e.holdId) + " expired: " +
-                 std::to_string(e.quantity) + " " + e.product + " back in stock";
+          return seq + "hold " + std::to_string(e.holdId) +
+                 " expired: " + std::to_string(e.quantity) + " " + e.product + " back in stock";
         } else {
           static_assert(std::is_same_v<T, OperationRejected>);
           return seq + "rejected: " + std::string(name(e.reason)) + ": " + e.detail;
@@ -455,13 +455,12 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   hold->callback([&] {
-    body = shop::HoldProduct{
-        .customer = a.customer, .product = a.product, .quantity = quantity(a.quantity, 1),
-        .ttlMs = ttlMs};
+    body = shop::HoldProduct{.customer = a.customer,
+                             .product = a.product,
+                             .quantity = quantity(a.quantity, 1),
+                             .ttlMs = ttlMs};
   });
-  auto holdIdOf = [&] {
-    return shop::cli::unsignedValue("HOLD_ID", holdId, 1, UINT64_MAX);
-  };
+  auto holdIdOf = [&] { return shop::cli::unsignedValue("HOLD_ID", holdId, 1, UINT64_MAX); };
   auto* confirm = command("confirm", "buy a hold's units at the held price");
   confirm->add_option("HOLD_ID", holdId)->required();
   confirm->callback([&] { body = shop::ConfirmHold{.holdId = holdIdOf()}; });

@@ -27,6 +27,7 @@
 #include "core/engine.h"
 #include "tools/bench/abuse.h"
 #include "tools/bench/durability.h"
+#include "tools/bench/holds.h"
 #include "tools/bench/load.h"
 #include "tools/bench/projections.h"
 #include "tools/bench/report.h"
@@ -41,7 +42,7 @@ namespace {
 constexpr const char* kScenarios =
     R"(Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
 fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections,
-journal, replay.
+holds, journal, replay.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -91,6 +92,11 @@ journal, replay.
                 (K x W): head seq minus applied seq, sampled every 20 ms
                 over /api/health (read before the head, so a sample can only
                 overstate it), p99 in events and in ms at that rate
+  holds      the engine in-process, 1,024 customers with one purchase in
+             flight each: BuyProduct, and HoldProduct then ConfirmHold of the
+             held id, interleaved, 3 rounds (--quick: 1); purchases/s of
+             each and their ratio (two commands against one: about 0.5 is
+             par)
 
   journal    1. the device's raw fdatasync rate (4 KiB appended before each);
              2. six shopd processes: in memory; --journal with --fsync always,
@@ -814,7 +820,7 @@ Options parse(int argc, char** argv) {
   static const std::vector<std::string> known = {
       "echo",   "e2e",         "engine",        "isolation", "scale",
       "fanout", "churn",       "never-reading", "raw-tcp",   "slow-subscriber",
-      "curve",  "projections", "journal",       "replay"};
+      "curve",  "projections", "journal",       "replay",    "holds"};
   for (const auto& name : scenarios) {
     if (auto group = groups.find(name); group != groups.end()) {
       o.only.insert(group->second.begin(), group->second.end());
@@ -863,6 +869,7 @@ int main(int argc, char** argv) {
     if (o.runs("projections")) {
       runProjections({o.quick, o.connections, o.window, o.seconds()}, report);
     }
+    if (o.runs("holds")) runHolds({o.quick, o.seconds()}, report);
     if (o.runs("journal") || o.runs("replay")) {
       // 4 x 32, the configuration the durability targets are stated for.
       runDurability(
