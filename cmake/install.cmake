@@ -18,5 +18,5 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/shopConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/shopConfig.cmake ${PROJECT_BINARY_DIR}/shopConfigVersion.cmake
         DESTINATION ${SHOP_CMAKE_DIR})
 
-install(TARGETS shopd shopctl shop-dashboard shop-bench shop-echo shop-demo
+install(TARGETS shopd shopctl shop-dashboard shop-bench shop-echo shop-demo shop-relay
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

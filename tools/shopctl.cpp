@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bus/client.h"
 #include "bus/json.h"
 #include "bus/subscriber.h"
@@ -36,6 +38,7 @@ constexpr int kUnavailable = 3;
 struct Options {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string events = "tcp://127.0.0.1:5556";
+  std::string relay = "tcp://127.0.0.1:5570";
   int timeoutMs = 2000;
   std::string curveServerKey;
   std::string curveClientKey;
@@ -375,6 +378,93 @@ int runTail(const Options& o, const TailOptions& t) {
   return kAccepted;
 }
 
+// shop-relay's control socket: one JSON request, one JSON answer.
+int relayCall(const Options& o, const nlohmann::json& request, nlohmann::json& answer) {
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::req);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::rcvtimeo, o.timeoutMs);
+  socket.connect(o.relay);
+  std::string text = request.dump();
+  socket.send(zmq::buffer(text), zmq::send_flags::none);
+  zmq::message_t reply;
+  if (!socket.recv(reply, zmq::recv_flags::none)) {
+    std::fprintf(stderr, "shopctl: no answer from shop-relay at %s within %d ms\n", o.relay.c_str(),
+                 o.timeoutMs);
+    return kUnavailable;
+  }
+  answer = nlohmann::json::parse(reply.to_string(), nullptr, false);
+  if (answer.is_discarded()) {
+    std::fprintf(stderr, "shopctl: %s answered something that is not JSON\n", o.relay.c_str());
+    return kUnavailable;
+  }
+  if (answer.contains("error")) {
+    std::fprintf(stderr, "shopctl: relay: %s\n", answer["error"].get<std::string>().c_str());
+    return kRejected;
+  }
+  return kAccepted;
+}
+
+struct RelayArgs {
+  std::string destination;
+  uint64_t seq = 0;
+};
+
+int runRelayStatus(const Options& o) {
+  nlohmann::json answer;
+  if (int code = relayCall(o, {{"status", nlohmann::json::object()}}, answer)) return code;
+  if (o.json) {
+    std::printf("%s\n", answer.dump().c_str());
+    return kAccepted;
+  }
+  std::printf("following server %s, head seq %llu\n", answer["serverId"].get<std::string>().c_str(),
+              static_cast<unsigned long long>(answer["head"].get<uint64_t>()));
+  std::printf("%-16s %10s %8s %8s %10s %8s %8s %8s %8s  %s\n", "destination", "checkpoint", "lag",
+              "queued", "delivered", "per s", "retries", "parked", "inflight", "last error");
+  for (const auto& d : answer["destinations"]) {
+    std::printf("%-16s %10llu %8llu %8llu %10llu %8.1f %8llu %8llu %8llu  %s\n",
+                d["name"].get<std::string>().c_str(),
+                static_cast<unsigned long long>(d["checkpoint"].get<uint64_t>()),
+                static_cast<unsigned long long>(d["lag"].get<uint64_t>()),
+                static_cast<unsigned long long>(d["queued"].get<uint64_t>()),
+                static_cast<unsigned long long>(d["delivered"].get<uint64_t>()),
+                d["deliveredPerSecond"].get<double>(),
+                static_cast<unsigned long long>(d["retries"].get<uint64_t>()),
+                static_cast<unsigned long long>(d["parked"].get<uint64_t>()),
+                static_cast<unsigned long long>(d["inFlight"].get<uint64_t>()),
+                d["lastError"].get<std::string>().c_str());
+  }
+  return kAccepted;
+}
+
+int runRelayParked(const Options& o, const RelayArgs& r) {
+  nlohmann::json answer;
+  if (int code = relayCall(o, {{"parked", {{"destination", r.destination}}}}, answer)) return code;
+  if (o.json) {
+    std::printf("%s\n", answer.dump().c_str());
+    return kAccepted;
+  }
+  for (const auto& p : answer["parked"]) {
+    std::printf("seq %llu %s %s: %u attempts, last: %s\n",
+                static_cast<unsigned long long>(p["seq"].get<uint64_t>()),
+                p["key"].get<std::string>().c_str(), p["kind"].get<std::string>().c_str(),
+                p["attempts"].get<unsigned>(), p["lastError"].get<std::string>().c_str());
+  }
+  if (answer["parked"].empty()) std::printf("nothing parked for %s\n", r.destination.c_str());
+  return kAccepted;
+}
+
+int runRelayReplay(const Options& o, const RelayArgs& r) {
+  nlohmann::json answer;
+  if (int code =
+          relayCall(o, {{"replay", {{"destination", r.destination}, {"seq", r.seq}}}}, answer)) {
+    return code;
+  }
+  std::printf("sending seq %llu to %s again\n", static_cast<unsigned long long>(r.seq),
+              r.destination.c_str());
+  return kAccepted;
+}
+
 int runKeygen(const std::string& base) {
   shop::bus::writeKeyFiles(base, shop::bus::generateKeyPair());
   std::printf("wrote %s.key (secret: keep it private) and %s.pub (public)\n", base.c_str(),
@@ -399,6 +489,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--events", o.events, "shopd's event socket, for tail")
       ->envname("SHOP_EVENTS")
+      ->capture_default_str();
+  app.add_option("--relay", o.relay, "shop-relay's control socket, for relay")
+      ->envname("SHOP_RELAY")
       ->capture_default_str();
   app.add_option("--timeout", o.timeoutMs, "ms per attempt; two retries with the same commandId")
       ->check(CLI::Range(1, 3'600'000))
@@ -485,6 +578,17 @@ int main(int argc, char** argv) {
   auto* stats = command("stats",
                         "the server's figures: version, uptime, head, customers, products, "
                         "commands/s, rejections, memory");
+  RelayArgs r;
+  auto* relay = command("relay", "shop-relay: its destinations, parked messages, re-drives");
+  relay->require_subcommand(1);
+  auto* relayStatus = relay->add_subcommand(
+      "status", "per destination: checkpoint, lag, queued, delivered, retries, parked");
+  auto* relayParked = relay->add_subcommand("parked", "the messages a destination parked");
+  relayParked->add_option("DESTINATION", r.destination)->required();
+  auto* relayReplay =
+      relay->add_subcommand("replay", "send a parked message again (it stays parked until then)");
+  relayReplay->add_option("DESTINATION", r.destination)->required();
+  relayReplay->add_option("SEQ", r.seq, "the parked message's seq")->required();
   std::string keyName;
   auto* keygen =
       command("keygen", "write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub");
@@ -516,6 +620,9 @@ int main(int argc, char** argv) {
     if (tail->parsed()) return runTail(o, t);
     if (ping->parsed()) return runPing(o);
     if (stats->parsed()) return runStats(o);
+    if (relayStatus->parsed()) return runRelayStatus(o);
+    if (relayParked->parsed()) return runRelayParked(o, r);
+    if (relayReplay->parsed()) return runRelayReplay(o, r);
     return runCommand(o, std::move(*body));
   } catch (const shop::bus::KeyError& e) {
     std::fprintf(stderr, "shopctl: %s\n", e.what());

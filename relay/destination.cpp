@@ -1,0 +1,537 @@
+#include "relay/destination.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+
+#include <zmq.hpp>
+
+#include "core/log.h"
+
+namespace shop::relay {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kDelaysKept = 4096;
+// A checkpoint is renamed into place each time it moves (a process crash
+// loses nothing), and synced at most this often (a power loss may send again
+// what was delivered since).
+constexpr auto kSyncEvery = std::chrono::milliseconds(200);
+
+int64_t wallNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t coarseSecond() {
+  return std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
+}
+
+// Writes `text` to `path` atomically: a temporary file, optionally synced,
+// renamed over the old one.
+void writeAtomically(const std::string& path, const std::string& text, bool sync) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+  size_t at = 0;
+  while (at < text.size()) {
+    ssize_t n = ::write(fd, text.data() + at, text.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(e));
+    }
+    at += static_cast<size_t>(n);
+  }
+  if (sync && ::fdatasync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw std::runtime_error("cannot sync " + tmp + ": " + std::strerror(e));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw std::runtime_error("cannot rename " + tmp + ": " + std::strerror(errno));
+  }
+}
+
+json messageJson(const Message& m) {
+  return {{"seq", m.seq},
+          {"serverId", serverIdHex(m.serverId)},
+          {"key", m.key()},
+          {"kind", m.kind},
+          {"event", json::parse(m.body, nullptr, false)}};
+}
+
+uint64_t parseServerId(const std::string& hex) {
+  if (hex.size() != 16 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    throw std::runtime_error("server id '" + hex + "' is not 16 hex digits");
+  }
+  return std::stoull(hex, nullptr, 16);
+}
+
+struct HttpTarget {
+  std::string origin;  // http://host:port
+  std::string path;    // /path, at least "/"
+};
+
+HttpTarget splitUrl(const std::string& url) {
+  static const std::regex kUrl(R"((http://[^/]+)(/.*)?)");
+  std::smatch m;
+  if (!std::regex_match(url, m, kUrl)) throw std::runtime_error("bad URL " + url);
+  return {m[1].str(), m[2].matched ? m[2].str() : "/"};
+}
+
+}  // namespace
+
+std::string Message::key() const {
+  return serverIdHex(serverId) + "-" + std::to_string(seq);
+}
+
+struct DestinationRunner::Connection {
+  std::unique_ptr<httplib::Client> http;
+  bool reused = false;  // the HTTP connection answered before
+  std::optional<zmq::socket_t> socket;
+};
+
+DestinationRunner::DestinationRunner(Destination config, std::string stateDir)
+    : config_(std::move(config)), stateDir_(std::move(stateDir)) {
+  std::filesystem::create_directories(stateDir_);
+  if (std::ifstream in(path(".checkpoint")); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+      json j = json::parse(text.str());
+      initial_ =
+          Checkpoint{parseServerId(j.at("serverId").get<std::string>()), j.at("seq").get<Seq>()};
+    } catch (const std::exception& e) {
+      throw std::runtime_error(path(".checkpoint") + " does not read as a checkpoint (" + e.what() +
+                               "); move it away to start this destination over");
+    }
+    checkpoint_ = seen_ = *initial_;
+  }
+  if (std::ifstream in(path(".parked")); in) {
+    std::string line;
+    size_t lineNo = 0;
+    while (std::getline(in, line)) {
+      ++lineNo;
+      if (line.empty()) continue;
+      try {
+        json j = json::parse(line);
+        Parked p;
+        p.message.seq = j.at("seq").get<Seq>();
+        p.message.serverId = parseServerId(j.at("serverId").get<std::string>());
+        p.message.kind = j.at("kind").get<std::string>();
+        p.message.body = j.at("event").dump();
+        p.attempts = j.at("attempts").get<uint32_t>();
+        p.lastError = j.at("lastError").get<std::string>();
+        p.parkedAtNs = j.at("parkedAtNs").get<int64_t>();
+        parked_[p.message.seq] = std::move(p);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(path(".parked") + " line " + std::to_string(lineNo) +
+                                 " does not read (" + e.what() + ")");
+      }
+    }
+  }
+  parkedCount_ = parked_.size();
+  if (config_.kind == Destination::Kind::zmq) zmqContext_ = std::make_unique<zmq::context_t>(1);
+  for (unsigned w = 0; w < config_.maxInFlight; ++w) {
+    connections_.push_back(std::make_unique<Connection>());
+  }
+  for (unsigned w = 0; w < config_.maxInFlight; ++w) {
+    workers_.emplace_back([this, w] { work(w); });
+  }
+}
+
+DestinationRunner::~DestinationRunner() {
+  stop();
+}
+
+std::string DestinationRunner::path(const char* suffix) const {
+  return stateDir_ + "/" + config_.name + suffix;
+}
+
+bool DestinationRunner::selects(const Event& event) const {
+  std::string_view kind = eventName(event.body);
+  if (std::find(config_.events.begin(), config_.events.end(), kind) == config_.events.end()) {
+    return false;
+  }
+  if (!config_.customerPrefix.empty() && !event.customer().starts_with(config_.customerPrefix)) {
+    return false;
+  }
+  if (!config_.productPrefix.empty() && !event.product().starts_with(config_.productPrefix)) {
+    return false;
+  }
+  return true;
+}
+
+void DestinationRunner::offer(Message message) {
+  std::lock_guard lock(mutex_);
+  seen_ = Checkpoint{message.serverId, message.seq};
+  queue_.push_back(std::move(message));
+  changed_.notify_all();
+}
+
+void DestinationRunner::seen(uint64_t serverId, Seq seq) {
+  std::unique_lock lock(mutex_);
+  seen_ = Checkpoint{serverId, seq};
+  if (queue_.empty() && inFlight_.empty() &&
+      (checkpoint_.seq != seq || checkpoint_.serverId != serverId)) {
+    // Nothing of ours before it: the checkpoint moves with what was seen.
+    // Written lazily: at most once a sync period while idle, and at stop.
+    if (Clock::now() - lastSync_ >= kSyncEvery) {
+      checkpoint_ = seen_;
+      writeCheckpoint(checkpoint_, true);
+    }
+  }
+}
+
+bool DestinationRunner::waitForRoom(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] {
+    return stopping_ || queue_.size() < kQueueCapacity;
+  }) && !stopping_;
+}
+
+void DestinationRunner::waitIdle() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] {
+    return stopping_ ||
+           (queue_.empty() && inFlight_.empty() && redrives_.empty() && redriving_ == 0);
+  });
+}
+
+void DestinationRunner::work(unsigned worker) {
+  for (;;) {
+    Message message;
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return stopping_ || !queue_.empty() || !redrives_.empty(); });
+      if (stopping_) return;
+      if (!redrives_.empty()) {
+        message = std::move(redrives_.front());
+        redrives_.pop_front();
+        ++redriving_;
+      } else {
+        message = std::move(queue_.front());
+        queue_.pop_front();
+        inFlight_.insert(message.seq);
+      }
+      changed_.notify_all();  // room in the queue
+    }
+    if (!deliver(worker, message)) return;  // stopping: not done, sent again after a restart
+    done(message);
+  }
+}
+
+bool DestinationRunner::deliver(unsigned worker, const Message& message) {
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> spread(-1.0, 1.0);
+  for (uint32_t n = 1;; ++n) {
+    if (!takeSlot()) return false;
+    Attempt a = attempt(worker, message);
+    std::unique_lock lock(mutex_);
+    ++attempts_;
+    changed_.notify_all();
+    if (a.outcome == Attempt::Outcome::delivered) {
+      ++delivered_;
+      if (message.redrive) ++redriven_;
+      int64_t now = coarseSecond();
+      if (deliveredBySecond_.empty() || deliveredBySecond_.back().first != now) {
+        deliveredBySecond_.emplace_back(now, delivered_);
+        while (deliveredBySecond_.size() > 11) deliveredBySecond_.pop_front();
+      }
+      return true;
+    }
+    lastError_ = a.detail;
+    if (a.outcome == Attempt::Outcome::reject || n >= config_.retry.maxAttempts) {
+      lock.unlock();
+      park(message, n, a.detail);
+      return true;
+    }
+    double delay = config_.retry.baseDelayMs(n) * (1.0 + config_.retry.jitter * spread(rng));
+    logLine("relay", "%s: attempt %u of %s failed (%s); the next in %.0f ms", config_.name.c_str(),
+            n, message.key().c_str(), a.detail.c_str(), delay);
+    ++retries_;
+    delays_.emplace_back(n, delay);
+    if (delays_.size() > kDelaysKept) delays_.pop_front();
+    auto until = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(delay * 1000));
+    if (changed_.wait_until(lock, until, [&] { return stopping_; })) return false;
+  }
+}
+
+bool DestinationRunner::takeSlot() {
+  if (config_.ratePerSecond <= 0) {
+    std::lock_guard lock(mutex_);
+    return !stopping_;
+  }
+  auto interval = std::chrono::nanoseconds(static_cast<int64_t>(1e9 / config_.ratePerSecond));
+  Clock::time_point slot;
+  {
+    std::lock_guard lock(rateMutex_);
+    slot = std::max(nextSlot_, Clock::now());
+    nextSlot_ = slot + interval;
+  }
+  std::unique_lock lock(mutex_);
+  return !changed_.wait_until(lock, slot, [&] { return stopping_; });
+}
+
+Attempt DestinationRunner::attempt(unsigned worker, const Message& message) {
+  try {
+    return config_.kind == Destination::Kind::http ? attemptHttp(worker, message)
+                                                   : attemptZmq(worker, message);
+  } catch (const std::exception& e) {
+    return {Attempt::Outcome::retry, e.what()};
+  }
+}
+
+Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) {
+  Connection& c = *connections_[worker];
+  HttpTarget target = splitUrl(config_.url);
+  if (!c.http) {
+    c.http = std::make_unique<httplib::Client>(target.origin);
+    auto timeout = std::chrono::milliseconds(config_.timeoutMs);
+    c.http->set_connection_timeout(timeout);
+    c.http->set_read_timeout(timeout);
+    c.http->set_write_timeout(timeout);
+    c.http->set_keep_alive(true);
+    c.reused = false;
+  }
+  httplib::Headers headers = {{"Idempotency-Key", message.key()},
+                              {"X-Shop-Event", message.kind},
+                              {"X-Shop-Seq", std::to_string(message.seq)},
+                              {"X-Shop-Server", serverIdHex(message.serverId)}};
+  auto sent = Clock::now();
+  auto res = c.http->Post(target.path, headers, message.body, "application/json");
+  bool quick = Clock::now() - sent < std::chrono::milliseconds(config_.timeoutMs) / 2;
+  if (!res && c.reused && quick &&
+      (res.error() == httplib::Error::Read || res.error() == httplib::Error::Write)) {
+    // The receiver closed the idle kept-alive connection: the request went
+    // nowhere, or at worst arrived (the key makes that harmless). Once more
+    // on a fresh connection, within the same attempt.
+    c.http->stop();
+    res = c.http->Post(target.path, headers, message.body, "application/json");
+  }
+  if (!res) {
+    c.http.reset();  // a connection that failed is never reused
+    c.reused = false;
+    return {Attempt::Outcome::retry, "http: " + httplib::to_string(res.error())};
+  }
+  c.reused = true;
+  int status = res->status;
+  if (status >= 200 && status < 300) return {Attempt::Outcome::delivered, {}};
+  std::string detail = "http status " + std::to_string(status);
+  // The receiver's trouble, or ours to wait out: try again. Any other 4xx
+  // says this message will never be taken: parked at once.
+  if (status >= 500 || status == 408 || status == 429) return {Attempt::Outcome::retry, detail};
+  return {Attempt::Outcome::reject, detail};
+}
+
+Attempt DestinationRunner::attemptZmq(unsigned worker, const Message& message) {
+  Connection& z = *connections_[worker];
+  if (!z.socket) {
+    z.socket.emplace(*zmqContext_, zmq::socket_type::dealer);
+    z.socket->set(zmq::sockopt::linger, 0);
+    z.socket->connect(config_.url);
+  }
+  std::string key = message.key();
+  z.socket->send(zmq::buffer(key), zmq::send_flags::sndmore);
+  z.socket->send(zmq::buffer(message.kind), zmq::send_flags::sndmore);
+  z.socket->send(zmq::buffer(message.body), zmq::send_flags::none);
+  auto deadline = Clock::now() + std::chrono::milliseconds(config_.timeoutMs);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    zmq::pollitem_t item{z.socket->handle(), 0, ZMQ_POLLIN, 0};
+    if (left.count() <= 0 || zmq::poll(&item, 1, left) == 0) {
+      z.socket.reset();  // the Lazy Pirate: a fresh socket drops the late reply
+      return {Attempt::Outcome::retry,
+              "zmq: no answer within " + std::to_string(config_.timeoutMs) + " ms"};
+    }
+    std::vector<zmq::message_t> frames;
+    zmq::message_t frame;
+    do {
+      if (!z.socket->recv(frame, zmq::recv_flags::none)) break;
+      frames.push_back(std::move(frame));
+    } while (z.socket->get(zmq::sockopt::rcvmore));
+    if (frames.size() < 2 || frames[0].to_string() != key) continue;  // a late answer
+    std::string answer = frames[1].to_string();
+    if (answer == "ok") return {Attempt::Outcome::delivered, {}};
+    if (answer.starts_with("reject")) return {Attempt::Outcome::reject, "zmq: " + answer};
+    return {Attempt::Outcome::retry, "zmq: " + answer};
+  }
+}
+
+void DestinationRunner::done(const Message& message) {
+  std::lock_guard lock(mutex_);
+  if (message.redrive) {
+    --redriving_;
+    auto it = parked_.find(message.seq);
+    if (it != parked_.end() && it->second.redriving) {  // delivered, not parked again
+      parked_.erase(it);
+      writeParked();
+    }
+  } else {
+    inFlight_.erase(message.seq);
+    Seq upTo = seen_.seq;
+    if (!inFlight_.empty()) upTo = std::min(upTo, *inFlight_.begin() - 1);
+    if (!queue_.empty()) upTo = std::min(upTo, queue_.front().seq - 1);
+    if (upTo > checkpoint_.seq || seen_.serverId != checkpoint_.serverId) {
+      checkpoint_ = Checkpoint{seen_.serverId, upTo};
+      bool sync = Clock::now() - lastSync_ >= kSyncEvery;
+      writeCheckpoint(checkpoint_, sync);
+    }
+  }
+  changed_.notify_all();
+}
+
+void DestinationRunner::writeCheckpoint(const Checkpoint& checkpoint, bool sync) {
+  json j = {{"serverId", serverIdHex(checkpoint.serverId)}, {"seq", checkpoint.seq}};
+  try {
+    writeAtomically(path(".checkpoint"), j.dump() + "\n", sync);
+    if (sync) lastSync_ = Clock::now();
+  } catch (const std::exception& e) {
+    // Not fatal: the checkpoint stays behind, so more is sent again after a
+    // restart. Said once per failure.
+    logLine("relay", "%s: %s", config_.name.c_str(), e.what());
+  }
+}
+
+void DestinationRunner::park(const Message& message, uint32_t attempts, const std::string& why) {
+  std::lock_guard lock(mutex_);
+  Parked p{message, attempts, why, wallNs()};
+  p.message.redrive = false;
+  if (message.redrive) {  // parked again: the entry is updated in place
+    parked_[message.seq] = std::move(p);
+    writeParked();
+    logLine("relay", "%s: parked %s again after %u attempts: %s", config_.name.c_str(),
+            message.key().c_str(), attempts, why.c_str());
+    return;
+  }
+  json line = messageJson(p.message);
+  line["attempts"] = attempts;
+  line["lastError"] = why;
+  line["parkedAtNs"] = p.parkedAtNs;
+  // Appended and synced before the checkpoint can pass it: a parked
+  // message is never lost.
+  std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  int fd = ::open(path(".parked").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  bool written = fd >= 0 &&
+                 ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                 ::fdatasync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!written) {
+    logLine("relay", "%s: cannot append to %s: %s", config_.name.c_str(), path(".parked").c_str(),
+            std::strerror(errno));
+  }
+  parked_[message.seq] = std::move(p);
+  ++parkedCount_;
+  logLine("relay", "%s: parked %s (%s) after %u attempts: %s", config_.name.c_str(),
+          message.key().c_str(), message.kind.c_str(), attempts, why.c_str());
+}
+
+void DestinationRunner::writeParked() {
+  std::string text;
+  for (const auto& [seq, p] : parked_) {
+    json line = messageJson(p.message);
+    line["attempts"] = p.attempts;
+    line["lastError"] = p.lastError;
+    line["parkedAtNs"] = p.parkedAtNs;
+    text += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  try {
+    writeAtomically(path(".parked"), text, true);
+  } catch (const std::exception& e) {
+    logLine("relay", "%s: %s", config_.name.c_str(), e.what());
+  }
+}
+
+bool DestinationRunner::redrive(Seq seq) {
+  std::lock_guard lock(mutex_);
+  auto it = parked_.find(seq);
+  if (it == parked_.end() || it->second.redriving) return false;
+  // It stays parked (on disk too) until it is delivered: a crash before
+  // then loses nothing.
+  it->second.redriving = true;
+  Message m = it->second.message;
+  m.redrive = true;
+  logLine("relay", "%s: sending parked %s again", config_.name.c_str(), m.key().c_str());
+  redrives_.push_back(std::move(m));
+  changed_.notify_all();
+  return true;
+}
+
+void DestinationRunner::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    changed_.notify_all();
+  }
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+  std::lock_guard lock(mutex_);
+  if (queue_.empty() && inFlight_.empty()) checkpoint_ = seen_;
+  if (checkpoint_.serverId != 0) writeCheckpoint(checkpoint_, true);
+}
+
+bool DestinationRunner::waitForAttempts(uint64_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return attempts_ >= n; });
+}
+
+std::vector<std::pair<uint32_t, double>> DestinationRunner::retryDelays() const {
+  std::lock_guard lock(mutex_);
+  return {delays_.begin(), delays_.end()};
+}
+
+json DestinationRunner::status() const {
+  std::lock_guard lock(mutex_);
+  double rate = 0;
+  if (!deliveredBySecond_.empty()) {
+    auto [since, before] = deliveredBySecond_.front();
+    int64_t seconds = coarseSecond() - since;
+    if (seconds > 0) rate = static_cast<double>(delivered_ - before) / static_cast<double>(seconds);
+  }
+  return {{"name", config_.name},
+          {"kind", config_.kind == Destination::Kind::http ? "http" : "zmq"},
+          {"url", config_.url},
+          {"serverId", serverIdHex(checkpoint_.serverId)},
+          {"checkpoint", checkpoint_.seq},
+          {"seen", seen_.seq},
+          {"lag", seen_.seq - std::min(seen_.seq, checkpoint_.seq)},
+          {"queued", queue_.size() + redrives_.size()},
+          {"inFlight", inFlight_.size()},
+          {"delivered", delivered_},
+          {"deliveredPerSecond", rate},
+          {"attempts", attempts_},
+          {"retries", retries_},
+          {"parked", parked_.size()},
+          {"parkedTotal", parkedCount_},
+          {"redriven", redriven_},
+          {"lastError", lastError_}};
+}
+
+json DestinationRunner::parked() const {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& [seq, p] : parked_) {
+    json m = messageJson(p.message);
+    m["attempts"] = p.attempts;
+    m["lastError"] = p.lastError;
+    m["parkedAtNs"] = p.parkedAtNs;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace shop::relay

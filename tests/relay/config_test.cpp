@@ -1,0 +1,83 @@
+// The relay's config: what is accepted, and every bad field named.
+#include <doctest/doctest.h>
+
+#include "relay/config.h"
+
+using namespace shop::relay;
+
+namespace {
+
+std::string errorOf(const std::string& text) {
+  try {
+    parseConfig(text);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("a config reads with its defaults filled in") {
+  Config c = parseConfig(R"({
+    "commands": "tcp://127.0.0.1:6000", "events": "tcp://127.0.0.1:6001",
+    "stateDir": "/tmp/x",
+    "destinations": [
+      {"name": "pos", "url": "http://127.0.0.1:8080/orders", "events": ["holdConfirmed"],
+       "maxInFlight": 2, "ratePerSecond": 50, "timeoutMs": 1000,
+       "retry": {"initialMs": 100, "multiplier": 3, "maxMs": 2000, "jitter": 0.1,
+                 "maxAttempts": 4}},
+      {"name": "mail", "kind": "zmq", "url": "tcp://127.0.0.1:7000",
+       "events": ["customerCreated", "productBought"], "customerPrefix": "vip-"}
+    ]})");
+  CHECK(c.commands == "tcp://127.0.0.1:6000");
+  CHECK(c.control == "tcp://127.0.0.1:5570");
+  REQUIRE(c.destinations.size() == 2);
+  const Destination& pos = c.destinations[0];
+  CHECK(pos.kind == Destination::Kind::http);
+  CHECK(pos.maxInFlight == 2);
+  CHECK(pos.retry.maxAttempts == 4);
+  CHECK(pos.retry.baseDelayMs(1) == 100);
+  CHECK(pos.retry.baseDelayMs(2) == 300);
+  CHECK(pos.retry.baseDelayMs(3) == 900);
+  CHECK(pos.retry.baseDelayMs(4) == 2000);  // capped
+  const Destination& mail = c.destinations[1];
+  CHECK(mail.kind == Destination::Kind::zmq);
+  CHECK(mail.customerPrefix == "vip-");
+  CHECK(mail.maxInFlight == 1);
+  CHECK(mail.retry.initialMs == 200);
+}
+
+TEST_CASE("a bad config names the field") {
+  const std::string ok = R"("name": "pos", "url": "http://h/x", "events": ["productBought"])";
+  auto one = [](const std::string& destination) {
+    return R"({"destinations": [{)" + destination + "}]}";
+  };
+  CHECK(errorOf("{nope").starts_with("not JSON"));
+  CHECK(errorOf("{}") == "destinations: is missing (a list of destinations)");
+  CHECK(errorOf(R"({"destinations": []})") == "destinations: must be a non-empty list");
+  CHECK(errorOf(one(R"("url": "http://h/x", "events": ["productBought"])")) ==
+        "destinations[0].name: is missing");
+  CHECK(errorOf(one(R"("name": "pos", "events": ["productBought"])")) ==
+        "destinations[0].url: is missing");
+  CHECK(errorOf(one(R"("name": "pos", "url": "ftp://h/x", "events": ["productBought"])"))
+            .starts_with("destinations[0].url: 'ftp://h/x' is not a URL"));
+  CHECK(errorOf(one(R"("name": "pos", "url": "http://h/x", "events": ["productBougth"])"))
+            .starts_with("destinations[0].events[0]: 'productBougth' is not an event kind"));
+  CHECK(errorOf(one(R"("name": "pos", "url": "http://h/x")")) ==
+        "destinations[0].events: is missing (a list of event kinds)");
+  CHECK(errorOf(one(ok + R"(, "maxInFlight": 0)")) ==
+        "destinations[0].maxInFlight: must be from 1 to 256, got 0");
+  CHECK(errorOf(one(ok + R"(, "retry": {"jitter": 2})"))
+            .starts_with("destinations[0].retry.jitter: must be from 0 to 1"));
+  CHECK(errorOf(one(ok + R"(, "retry": {"maxAtempts": 2})"))
+            .starts_with("destinations[0].retry.maxAtempts: is not a field here"));
+  CHECK(errorOf(one(ok + R"(, "kind": "smtp")")) ==
+        "destinations[0].kind: 'smtp' is not http or zmq");
+  CHECK(errorOf(one(R"("name": "a/b", "url": "http://h/x", "events": ["productBought"])"))
+            .starts_with("destinations[0].name: 'a/b' must be"));
+  CHECK(errorOf(R"({"destinations": [{)" + ok + "}, {" + ok + "}]}") ==
+        "destinations[1].name: 'pos' is used twice");
+  CHECK(errorOf(R"({"events": "nope", "destinations": [{)" + ok + "}]}")
+            .starts_with("events: 'nope' is not a ZeroMQ endpoint"));
+}
