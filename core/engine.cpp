@@ -32,6 +32,7 @@ uint64_t randomServerId() {
 
 namespace {
 constexpr size_t kDrainBatch = 256;
+constexpr size_t kExpiriesPerCommit = 4096;
 
 bool isQuery(CommandKind kind) {
   return kind == CommandKind::getCustomer || kind == CommandKind::readEvents ||
@@ -345,6 +346,16 @@ void Engine::submit(Command command, uint64_t tag) {
     serveStats(command, tag);
     return;
   }
+  if (kind == CommandKind::expireHold) {
+    // The engine's own: no sender may submit one, and it has no wire form
+    // to publish a rejection in.
+    scratchDetail_ = "expireHold is the engine's own command";
+    replies_.reply(tag, ReplyView{.commandId = command.id,
+                                  .status = ReplyStatus::rejected,
+                                  .reason = RejectReason::forbidden,
+                                  .detail = scratchDetail_});
+    return;
+  }
   // Queries are answered fresh each time; only mutations are deduplicated.
   if (!isQuery(kind)) {
     DedupeWindow::Hit seen = dedupe_.find(command.id);
@@ -445,14 +456,17 @@ std::optional<Rejection> Engine::admitHold(Command& command) {
   }
   expireDue();  // a hold past its deadline is expired before anything else can touch it
   if (const HoldBook::Live* live = holds_.find(id)) {
+    // The customer's shard decides, in order: a confirmation or release
+    // ahead of it, or the expiry just dispatched, may end the hold first
+    // (onOutcome then says how it ended).
     *customer = live->customer;
     *product = live->product;
-    if (live->expiring) {
-      return Rejection{RejectReason::holdExpired, "hold " + std::to_string(id) + " expired at " +
-                                                      std::to_string(live->expiresAtNs) + " ns"};
-    }
-    return std::nullopt;  // the customer's shard decides: it may have ended in flight
+    return std::nullopt;
   }
+  return endedHold(id);
+}
+
+Rejection Engine::endedHold(HoldId id) const {
   if (const HoldBook::Ended* ended = holds_.ended(id)) {
     if (ended->how == HoldBook::End::expired) {
       return Rejection{RejectReason::holdExpired, "hold " + std::to_string(id) + " expired (seq " +
@@ -471,7 +485,11 @@ void Engine::expireDue() {
   if (!next) return;
   int64_t at = now();
   if (*next > at) return;
-  holds_.takeDue(at, [this](HoldId id, HoldBook::Live& live) {
+  // Within the in-flight bound, and a batch at a time: after a long stop
+  // many holds may be due at once, and commands go on between batches.
+  size_t room = inFlight_ < config_.maxInFlight ? config_.maxInFlight - inFlight_ : 0;
+  room = std::min(room, kExpiriesPerCommit);
+  holds_.takeDue(at, room, [this](HoldId id, HoldBook::Live& live) {
     // Sequenced like a command: it goes through the customer's shard, in
     // order with the commands about the hold, and only the event it
     // produces (HoldExpired) changes anything. No gate, no reply.
@@ -483,7 +501,9 @@ int Engine::msUntilNextExpiry() {
   auto next = holds_.nextDeadline();
   if (!next) return -1;
   int64_t left = *next - now();
-  if (left <= 0) return 0;
+  // Due but held back by the in-flight bound: outcomes wake the loop, and
+  // this looks again soon after.
+  if (left <= 0) return inFlight_ >= config_.maxInFlight ? 1 : 0;
   int64_t ms = (left + 999'999) / 1'000'000;
   return static_cast<int>(std::min<int64_t>(ms, 60'000));
 }
@@ -708,14 +728,22 @@ void Engine::onOutcome(ShardOutcome& outcome) {
       publish(cmd.id, std::move(*body), outcome.encoded);
     } else if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
       HoldId id = std::get<ExpireHold>(cmd.body).holdId;
-      logLine("engine", "expiring hold %llu failed (%s); it is tried again",
+      logLine("engine", "expiring hold %llu failed (%s); it is tried again in 1 s",
               static_cast<unsigned long long>(id), rejection->detail.c_str());
-      holds_.retryExpiry(id);
+      holds_.retryExpiry(id, now() + 1'000'000'000);
     }
     finish(outcome.op, ReplyView{}, {});
     return;
   }
   if (auto* rejection = std::get_if<Rejection>(&outcome.result)) {
+    if (rejection->reason == RejectReason::unknownHold) {
+      // The hold ended while this command was on its way (the events that
+      // ended it are published by now): say how.
+      HoldId id = 0;
+      if (const auto* c = std::get_if<ConfirmHold>(&cmd.body)) id = c->holdId;
+      if (const auto* r = std::get_if<ReleaseHold>(&cmd.body)) id = r->holdId;
+      if (id != 0 && holds_.ended(id)) *rejection = endedHold(id);
+    }
     ReplyView reply = reject(cmd, rejection->reason, std::move(rejection->detail));
     finish(outcome.op, reply, {reply.seq, ReplyStatus::rejected, reply.reason});
   } else if (auto* body = std::get_if<EventBody>(&outcome.result)) {

@@ -192,6 +192,8 @@ class Engine {
   // hold's id and deadline; whose hold a confirm or release names), or
   // returns why it is refused before any shard sees it.
   std::optional<Rejection> admitHold(Command& command);
+  // Why a hold that is not live is refused: how it ended, or never issued.
+  Rejection endedHold(HoldId id) const;
   // Dispatches an ExpireHold for every live hold past its deadline.
   void expireDue();
   int64_t now() const;

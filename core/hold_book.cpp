@@ -17,13 +17,14 @@ void HoldBook::onEvent(Seq seq, const EventBody& body) {
 
 void HoldBook::addLive(HoldId id, std::string_view customer, std::string_view product,
                        int64_t expiresAtNs) {
-  live_[id] = Live{std::string(customer), std::string(product), expiresAtNs, false};
+  live_[id] = Live{std::string(customer), std::string(product), expiresAtNs, false, expiresAtNs};
   deadlines_.emplace(expiresAtNs, id);
   reserveBelow(id + 1);
 }
 
 void HoldBook::end(HoldId id, End how, Seq seq) {
   live_.erase(id);
+  compact();
   if (endedCapacity_ == 0) return;
   if (ended_.size() >= endedCapacity_) {
     ended_.erase(endedOrder_.front());
@@ -42,19 +43,30 @@ const HoldBook::Ended* HoldBook::ended(HoldId id) const {
   return it == ended_.end() ? nullptr : &it->second;
 }
 
+void HoldBook::compact() {
+  if (deadlines_.size() <= 2 * live_.size() + 1024) return;
+  std::vector<std::pair<int64_t, HoldId>> kept;
+  kept.reserve(live_.size());
+  for (const auto& [id, live] : live_) {
+    if (!live.expiring) kept.emplace_back(live.dueAtNs, id);
+  }
+  deadlines_ = decltype(deadlines_)(std::greater<>{}, std::move(kept));
+}
+
 std::optional<int64_t> HoldBook::nextDeadline() {
   while (!deadlines_.empty()) {
     auto [at, id] = deadlines_.top();
     Live* live = find(id);
-    if (live && !live->expiring && live->expiresAtNs == at) return at;
-    deadlines_.pop();  // ended, or already dispatched
+    if (live && !live->expiring && live->dueAtNs == at) return at;
+    deadlines_.pop();  // ended, already dispatched, or superseded
   }
   return std::nullopt;
 }
 
-void HoldBook::takeDue(int64_t nowNs, const std::function<void(HoldId, Live&)>& fn) {
-  while (auto at = nextDeadline()) {
-    if (*at > nowNs) return;
+void HoldBook::takeDue(int64_t nowNs, size_t max, const std::function<void(HoldId, Live&)>& fn) {
+  for (size_t n = 0; n < max; ++n) {
+    auto at = nextDeadline();
+    if (!at || *at > nowNs) return;
     HoldId id = deadlines_.top().second;
     deadlines_.pop();
     Live& live = live_.at(id);
@@ -63,10 +75,11 @@ void HoldBook::takeDue(int64_t nowNs, const std::function<void(HoldId, Live&)>& 
   }
 }
 
-void HoldBook::retryExpiry(HoldId id) {
+void HoldBook::retryExpiry(HoldId id, int64_t atNs) {
   if (Live* live = find(id)) {
     live->expiring = false;
-    deadlines_.emplace(live->expiresAtNs, id);
+    live->dueAtNs = atNs;
+    deadlines_.emplace(atNs, id);
   }
 }
 

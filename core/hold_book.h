@@ -29,6 +29,7 @@ class HoldBook {
     std::string product;
     int64_t expiresAtNs = 0;
     bool expiring = false;  // its ExpireHold was dispatched
+    int64_t dueAtNs = 0;    // when the timer takes it: the deadline, or a retry's time
   };
   // How a hold ended, for a late confirmation's answer.
   enum class End : uint8_t { confirmed, released, expired };
@@ -57,16 +58,20 @@ class HoldBook {
   const Ended* ended(HoldId id) const;
   size_t liveCount() const { return live_.size(); }
 
-  // The holds whose deadline is <= nowNs and whose expiry was not yet
-  // dispatched, marked as dispatched; `fn(id, live)` for each.
-  void takeDue(int64_t nowNs, const std::function<void(HoldId, Live&)>& fn);
-  // An expiry that failed (a fault): it is taken again at the next tick.
-  void retryExpiry(HoldId id);
+  // Up to `max` holds whose deadline is <= nowNs and whose expiry was not
+  // yet dispatched, earliest first, marked as dispatched; `fn(id, live)`
+  // for each.
+  void takeDue(int64_t nowNs, size_t max, const std::function<void(HoldId, Live&)>& fn);
+  // An expiry that failed (a fault): it is due again at `atNs`.
+  void retryExpiry(HoldId id, int64_t atNs);
   // The earliest deadline not yet dispatched, if any.
   std::optional<int64_t> nextDeadline();
 
  private:
   void end(HoldId id, End how, Seq seq);
+  // Drops the heap's entries of holds that ended, once they outnumber the
+  // live ones: the heap stays proportional to the live holds.
+  void compact();
 
   std::unordered_map<HoldId, Live> live_;
   // (deadline, id), earliest first; entries of ended or dispatched holds are

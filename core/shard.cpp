@@ -168,9 +168,6 @@ bool Shard::handle(ShardTask& task) {
   out.op = task.op;
   try {
     decide(task, out);
-    if (const auto* body = std::get_if<EventBody>(&out.result)) {
-      encoder_.preEncode(task.command->id, *body, out.encoded);
-    }
   } catch (const std::exception& e) {
     // Supervision: decide() changes nothing until it applies the event, and
     // apply gives the strong exception guarantee. So the aggregate still
@@ -180,6 +177,15 @@ bool Shard::handle(ShardTask& task) {
             e.what());
     out.reserved = false;
     out.result = Rejection{RejectReason::internalError, std::string("internal error: ") + e.what()};
+  }
+  if (const auto* body = std::get_if<EventBody>(&out.result)) {
+    // After the change is applied, so nothing here may fail the command: an
+    // event not encoded here is encoded by the ingress (size 0).
+    try {
+      encoder_.preEncode(task.command->id, *body, out.encoded);
+    } catch (const std::exception&) {
+      out.encoded.size = 0;
+    }
   }
   return false;
 }
@@ -272,11 +278,11 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
         // one step. Stock moves only once the customer's change committed.
         Product* product = reservable(c.product, c.quantity, out);
         if (!product) return;
+        keep(c.product, *product);  // may allocate: before the customer changes
         auto* live = findIn<Customer>(customers_, c.customer);
         commit(customers_, live, c.customer, decideDebit(live, c, product->price), applyToCustomer,
                AggregateKind::customer);
         if (std::holds_alternative<EventBody>(out.result)) {
-          keep(c.product, *product);
           product->stock -= c.quantity;
           product->sold += c.quantity;
         }
@@ -326,11 +332,11 @@ void Shard::decide(const ShardTask& task, ShardOutcome& out) {
           return;
         }
         // Both here: the units move once the customer's change committed.
+        keep(c.product, *product);  // may allocate: before the customer changes
         auto* live = findIn<Customer>(customers_, c.customer);
         commit(customers_, live, c.customer, decidePlaceHold(live, c, product->price, maxHolds_),
                applyToCustomer, AggregateKind::customer);
         if (std::holds_alternative<EventBody>(out.result)) {
-          keep(c.product, *product);
           product->stock -= c.quantity;
           product->held += c.quantity;
         }

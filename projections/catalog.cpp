@@ -3,6 +3,13 @@
 #include <algorithm>
 
 namespace shop::projections {
+namespace {
+// Units leave a hold. A model rebuilt from the oldest retained event may not
+// have seen them held: never below zero.
+Quantity unheld(Quantity held, Quantity quantity) {
+  return held > quantity ? held - quantity : 0;
+}
+}  // namespace
 
 const ProductRow* Catalog::find(std::string_view id) const {
   auto it = products_.find(id);
@@ -32,14 +39,14 @@ void Catalog::onEvent(const Event& event) {
     p.stock -= e->quantity;
     p.held += e->quantity;
   } else if (const auto* e = std::get_if<HoldConfirmed>(&event.body)) {
-    p.held -= e->quantity;
+    p.held = unheld(p.held, e->quantity);
     p.sold = addSaturating(p.sold, e->quantity);
     p.revenue = addSaturating(p.revenue, productSaturating(e->quantity, e->unitPrice));
   } else if (const auto* e = std::get_if<HoldReleased>(&event.body)) {
-    p.held -= e->quantity;
+    p.held = unheld(p.held, e->quantity);
     p.stock += e->quantity;
   } else if (const auto* e = std::get_if<HoldExpired>(&event.body)) {
-    p.held -= e->quantity;
+    p.held = unheld(p.held, e->quantity);
     p.stock += e->quantity;
   }
 }

@@ -20,6 +20,12 @@ void bought(CustomerRow& row, const std::string& product, Quantity quantity, Mon
   h->paid += quantity * unitPrice;  // the server checked it stays in range
 }
 
+// A hold ended. A model rebuilt from the oldest retained event may not have
+// seen it placed: never below zero.
+void endHold(CustomerRow& row) {
+  if (row.liveHolds > 0) --row.liveHolds;
+}
+
 uint64_t hashOf(std::string_view id) {
   return std::hash<std::string_view>{}(id);
 }
@@ -109,17 +115,15 @@ void Customers::onEvent(const Event& event) {
   } else if (const auto* e = std::get_if<HoldConfirmed>(&event.body)) {
     row->balance = e->balance;
     ++row->accepted;
-    --row->liveHolds;
+    endHold(*row);
     bought(*row, e->product, e->quantity, e->unitPrice);
   } else if (std::holds_alternative<ProductHeld>(event.body)) {
     ++row->accepted;
     ++row->liveHolds;
-  } else if (std::holds_alternative<HoldReleased>(event.body)) {
+  } else if (std::holds_alternative<HoldReleased>(event.body) ||
+             std::holds_alternative<HoldExpired>(event.body)) {
     ++row->accepted;
-    --row->liveHolds;
-  } else if (std::holds_alternative<HoldExpired>(event.body)) {
-    ++row->accepted;
-    --row->liveHolds;
+    endHold(*row);
   } else if (const auto* e = std::get_if<ProductReturned>(&event.body)) {
     row->balance = e->balance;
     ++row->accepted;

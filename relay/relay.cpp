@@ -11,6 +11,11 @@ namespace shop::relay {
 
 using json = nlohmann::json;
 
+namespace {
+// Thrown out of a delivery that waits for room when a stop is asked for.
+struct Stopping {};
+}  // namespace
+
 Relay::Relay(Config config)
     : config_(std::move(config)), control_(context_, zmq::socket_type::rep) {
   for (const auto& d : config_.destinations) {
@@ -100,16 +105,15 @@ void Relay::run(const std::atomic<bool>& stop) {
   options.from = 1;
   options.client.timeoutMs = 2000;
   options.client.retries = 2;
+  // After the oldest checkpoint. A destination without one (new in the
+  // config) starts there too; with none at all, at the oldest event shopd
+  // retains.
   std::optional<Checkpoint> oldest;
   for (const auto& d : destinations_) {
     auto cp = d->initialCheckpoint();
-    if (!cp) {
-      oldest = Checkpoint{0, 0};
-      break;
-    }
-    if (!oldest || cp->seq < oldest->seq) oldest = cp;
+    if (cp && (!oldest || cp->seq < oldest->seq)) oldest = cp;
   }
-  if (oldest && oldest->seq > 0) {
+  if (oldest) {
     options.from = oldest->seq + 1;
     options.serverId = oldest->serverId;
   }
@@ -126,7 +130,7 @@ void Relay::run(const std::atomic<bool>& stop) {
   };
   // A destination without a checkpoint starts at the oldest event shopd
   // still has: seq 1 may have left its retention.
-  const bool fresh = options.from == 1 && options.serverId == 0;
+  const bool fresh = !oldest;
   auto subscriber =
       std::make_unique<bus::CatchUpSubscriber>(context_, config_.events, config_.commands, options);
   capnp::JsonCodec codec;
@@ -153,6 +157,10 @@ void Relay::run(const std::atomic<bool>& stop) {
         bus::toWire(event, root);
         body = codec.encode(root.asReader()).cStr();
       }
+      // Back-pressure inside a catch-up too: one poll may read far ahead.
+      while (!d->waitForRoom(std::chrono::milliseconds(100))) {
+        if (stop.load()) throw Stopping{};
+      }
       d->offer(Message{event.seq, serverId, std::string(eventName(event.body)), body});
     }
   };
@@ -166,6 +174,8 @@ void Relay::run(const std::atomic<bool>& stop) {
     if (!room) continue;
     try {
       subscriber->poll(200, deliver);
+    } catch (const Stopping&) {
+      break;
     } catch (const bus::TruncatedError& e) {
       if (fresh && head_.load() == 0) {
         logLine("relay", "starting at seq %llu, the oldest shopd retains",

@@ -3,8 +3,9 @@
 // idempotency key, in seq order per destination, with retries, backoff,
 // a rate limit and a parked list. See README "Delivery relay".
 //
-// Exit codes: 0 stopped by SIGINT/SIGTERM, 2 usage or a bad config,
-// 3 shopd unreachable at the start, 4 events lost to shopd's retention.
+// Exit codes: 0 stopped by SIGINT/SIGTERM, 2 usage or a bad config (or
+// state files that do not read), 4 events lost to shopd's retention. An
+// unreachable shopd is logged and tried again.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>

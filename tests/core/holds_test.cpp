@@ -186,10 +186,13 @@ TEST_CASE("a confirmation that arrives after the deadline expires the hold first
   CHECK(std::get<OperationRejected>(late.event->body).customer == "alice");
   h.engine.drain();
   size_t expired = 0, bought = 0;
+  Seq expiredAt = 0;
   for (const auto& e : h.listener.events) {
     expired += std::holds_alternative<HoldExpired>(e.body);
     bought += std::holds_alternative<HoldConfirmed>(e.body);
+    if (std::holds_alternative<HoldExpired>(e.body)) expiredAt = e.seq;
   }
+  CHECK(late.event->seq > expiredAt);  // the refusal follows the expiry it reports
   CHECK(expired == 1);
   CHECK(bought == 0);
   checkConsistent(h, {{"fig", 3}});
@@ -208,8 +211,13 @@ TEST_CASE("a confirmation in flight before the deadline wins over the expiry beh
   clock.advanceMs(600);
   h.engine.commit();  // the expiry is sequenced behind the confirmation
   CHECK(h.engine.inFlight() == 2);
+  uint64_t release = h.send(ReleaseHold{.holdId = id});  // late, behind both
   h.engine.resumeShard(shard);
   acceptedAs<HoldConfirmed>(h.await(confirm));
+  // Told what happened: the hold was bought, not expired.
+  const Reply& released = h.await(release);
+  CHECK(reasonOf(released) == RejectReason::unknownHold);
+  CHECK(released.rejection()->detail.find("was confirmed") != std::string::npos);
   h.engine.drain();
   for (const auto& e : h.listener.events) CHECK_FALSE(std::holds_alternative<HoldExpired>(e.body));
   CHECK(h.engine.holds().liveCount() == 0);
@@ -244,6 +252,10 @@ TEST_CASE("a refused confirmation keeps the hold, and limits are rejected with r
   CHECK(reasonOf(h.run(HoldProduct{"nobody", "plum", 1, 100})) == RejectReason::unknownCustomer);
   CHECK(reasonOf(h.run(HoldProduct{"alice", "none", 1, 100})) == RejectReason::unknownProduct);
   CHECK(reasonOf(h.run(ConfirmHold{.holdId = 0})) == RejectReason::unknownHold);
+  // The timer's command is the engine's own: refused, nothing published.
+  size_t published = h.listener.events.size();
+  CHECK(reasonOf(h.run(ExpireHold{ids[1], "alice", "plum"})) == RejectReason::forbidden);
+  CHECK(h.listener.events.size() == published);
   checkConsistent(h, {{"plum", 100}});
 }
 
@@ -371,14 +383,18 @@ TEST_CASE("the hold book routes by id and runs deadlines in order") {
   CHECK(book.find(b)->customer == "bob");
   CHECK(book.nextDeadline() == 100);
   std::vector<HoldId> due;
-  book.takeDue(250, [&](HoldId id, HoldBook::Live& live) {
+  book.takeDue(250, 10, [&](HoldId id, HoldBook::Live& live) {
     CHECK(live.expiring);
     due.push_back(id);
   });
   CHECK(due == std::vector<HoldId>{b, c});
   CHECK(book.nextDeadline() == 300);
-  book.retryExpiry(b);  // a failed expiry is taken again
-  CHECK(book.nextDeadline() == 100);
+  book.retryExpiry(b, 400);  // a failed expiry is taken again, later
+  CHECK(book.nextDeadline() == 300);
+  std::vector<HoldId> second;
+  book.takeDue(1000, 1, [&](HoldId id, HoldBook::Live&) { second.push_back(id); });
+  CHECK(second == std::vector<HoldId>{a});  // at most one: the earliest
+  CHECK(book.nextDeadline() == 400);
   book.onEvent(13, HoldExpired{b, "bob", "apple", 1});
   book.onEvent(14, HoldConfirmed{a, "alice", "apple", 1, 5, 0});
   book.onEvent(15, HoldReleased{c, "carol", "pear", 1});

@@ -24,6 +24,9 @@ std::string firstStatedMismatch(const std::vector<Event>& events) {
     if (auto* e = std::get_if<ProductReturned>(&event.body); e && e->balance != balance()) {
       return mismatch("balance", e->balance, balance());
     }
+    if (auto* e = std::get_if<HoldConfirmed>(&event.body); e && e->balance != balance()) {
+      return mismatch("balance", e->balance, balance());
+    }
     if (auto* e = std::get_if<ProductAdded>(&event.body); e && e->stock != stock()) {
       return mismatch("stock", e->stock, stock());
     }
