@@ -1,8 +1,8 @@
 #include "relay/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -85,18 +85,42 @@ class Fields {
   std::vector<std::string> known_;
 };
 
+bool noSpace(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](unsigned char c) { return c <= ' ' || c == 0x7F; });
+}
+
+bool allOf(std::string_view s, std::string_view allowed) {
+  return !s.empty() && s.find_first_not_of(allowed) == std::string_view::npos;
+}
+
+constexpr std::string_view kDigits = "0123456789";
+constexpr std::string_view kHostChars =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-";
+
 void checkEndpoint(const std::string& path, const std::string& endpoint) {
-  static const std::regex kEndpoint(R"((tcp|ipc|inproc)://[^\s]+)");
-  if (!std::regex_match(endpoint, kEndpoint)) {
-    fail(path, "'" + endpoint + "' is not a ZeroMQ endpoint like tcp://127.0.0.1:7000");
+  std::string_view e = endpoint;
+  bool ok = false;
+  for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"}) {
+    if (e.starts_with(scheme) && e.size() > scheme.size() && noSpace(e)) ok = true;
   }
+  if (!ok) fail(path, "'" + endpoint + "' is not a ZeroMQ endpoint like tcp://127.0.0.1:7000");
 }
 
 void checkHttpUrl(const std::string& path, const std::string& url) {
-  static const std::regex kUrl(R"(http://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[^\s]*)?)");
-  if (!std::regex_match(url, kUrl)) {
-    fail(path, "'" + url + "' is not a URL like http://host:8080/path (http only)");
+  // http://host[:port][/path]
+  std::string_view u = url;
+  bool ok = u.starts_with("http://") && noSpace(u);
+  if (ok) {
+    u.remove_prefix(7);
+    std::string_view authority = u.substr(0, u.find('/'));
+    std::string_view host = authority.substr(0, authority.find(':'));
+    ok = allOf(host, kHostChars);
+    if (ok && host.size() < authority.size()) {
+      std::string_view port = authority.substr(host.size() + 1);
+      ok = allOf(port, kDigits) && port.size() <= 5 && std::stoi(std::string(port)) <= 65535;
+    }
   }
+  if (!ok) fail(path, "'" + url + "' is not a URL like http://host:8080/path (http only)");
 }
 
 RetryPolicy parseRetry(const json& object, const std::string& path) {
@@ -116,8 +140,8 @@ Destination parseDestination(const json& object, const std::string& path) {
   Fields f(object, path);
   Destination d;
   d.name = f.text("name", "", true);
-  static const std::regex kName(R"([A-Za-z0-9_-]{1,64})");
-  if (!std::regex_match(d.name, kName)) {
+  if (d.name.size() > 64 ||
+      !allOf(d.name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")) {
     fail(f.at("name"), "'" + d.name + "' must be 1-64 of A-Z a-z 0-9 _ -");
   }
   std::string kind = f.text("kind", "http");

@@ -33,8 +33,9 @@ EngineConfig configWith(const ManualClock& clock, unsigned shards = 3) {
   return EngineConfig{.shards = shards, .maxHolds = 3, .maxHoldTtlMs = 60'000, .clock = clock.fn()};
 }
 
+// A copy: the reply is often a temporary.
 template <typename T>
-const T& acceptedAs(const Reply& reply) {
+T acceptedAs(const Reply& reply) {
   REQUIRE(reply.status == ReplyStatus::accepted);
   REQUIRE(std::holds_alternative<T>(reply.event->body));
   return std::get<T>(reply.event->body);
@@ -85,7 +86,7 @@ TEST_CASE("hold, then confirm: the held units are bought at the held price") {
     h.run(AddProduct{"apple", 150, 10});
     h.run(CreateCustomer{alice, 1'000});
 
-    const auto& held = acceptedAs<ProductHeld>(h.run(HoldProduct{alice, "apple", 4, 30'000}));
+    const auto held = acceptedAs<ProductHeld>(h.run(HoldProduct{alice, "apple", 4, 30'000}));
     CHECK(held.holdId != 0);
     CHECK(held.customer == alice);
     CHECK(held.quantity == 4);
@@ -106,7 +107,7 @@ TEST_CASE("hold, then confirm: the held units are bought at the held price") {
     CHECK(view.customer->holds[0] == HoldView{id, "apple", 4, 150, kStart + 30'000 * kMs});
 
     clock.advanceMs(29'999);
-    const auto& confirmed = acceptedAs<HoldConfirmed>(h.run(ConfirmHold{.holdId = id}));
+    const auto confirmed = acceptedAs<HoldConfirmed>(h.run(ConfirmHold{.holdId = id}));
     CHECK(confirmed.holdId == id);
     CHECK(confirmed.customer == alice);
     CHECK(confirmed.product == "apple");
@@ -139,7 +140,7 @@ TEST_CASE("release and expiry give the units back, and a late confirmation is ho
     h.run(CreateCustomer{alice, 1'000});
 
     HoldId released = acceptedAs<ProductHeld>(h.run(HoldProduct{alice, "pear", 2, 1'000})).holdId;
-    const auto& r = acceptedAs<HoldReleased>(h.run(ReleaseHold{.holdId = released}));
+    const auto r = acceptedAs<HoldReleased>(h.run(ReleaseHold{.holdId = released}));
     CHECK(r.quantity == 2);
     CHECK(r.product == "pear");
     CHECK(h.engine.snapshot().products.at("pear").stock == 5);

@@ -62,6 +62,11 @@ TEST_CASE("a bad config names the field") {
         "destinations[0].url: is missing");
   CHECK(errorOf(one(R"("name": "pos", "url": "ftp://h/x", "events": ["productBought"])"))
             .starts_with("destinations[0].url: 'ftp://h/x' is not a URL"));
+  for (std::string url : {"http://h:99999/x", "http://h x/y", "http://:80/", "http://h:8a/"}) {
+    CAPTURE(url);
+    CHECK(errorOf(one(R"("name": "pos", "url": ")" + url + R"(", "events": ["productBought"])"))
+              .starts_with("destinations[0].url: '" + url + "' is not a URL"));
+  }
   CHECK(errorOf(one(R"("name": "pos", "url": "http://h/x", "events": ["productBougth"])"))
             .starts_with("destinations[0].events[0]: 'productBougth' is not an event kind"));
   CHECK(errorOf(one(R"("name": "pos", "url": "http://h/x")")) ==

@@ -30,6 +30,7 @@
 #include "tools/bench/holds.h"
 #include "tools/bench/load.h"
 #include "tools/bench/projections.h"
+#include "tools/bench/relay.h"
 #include "tools/bench/report.h"
 #include "tools/bench/server_process.h"
 #include "tools/bench/thread_cpu.h"
@@ -42,7 +43,7 @@ namespace {
 constexpr const char* kScenarios =
     R"(Scenarios (all by default, in this order): scale, echo+e2e, engine, isolation,
 fanout, curve, churn, never-reading, raw-tcp, slow-subscriber, projections,
-holds, journal, replay.
+holds, relay, journal, replay.
   echo, e2e  one shop-echo and one shopd process, both started by the bench
              (shopd --no-catalog on ephemeral ports), driven with the same
              frames (a buy, buy, return, deposit mix) by the same load driver:
@@ -98,6 +99,13 @@ holds, journal, replay.
              each and their ratio (two commands against one: about 0.5 is
              par)
 
+  relay      a shopd process, shop-relay processes and a local HTTP receiver
+             that answers at once: 20,000 deposits (--quick: 5,000)
+             delivered by shop-relay from its start (1 and 8 in flight),
+             and the same number of posts by a plain keep-alive HTTP
+             client, interleaved, 3 rounds (--quick: 1), medians; then the
+             relay's lag (head - checkpoint, sampled every 50 ms) behind
+             shopd under the e2e mix at K x W, every buy delivered
   journal    1. the device's raw fdatasync rate (4 KiB appended before each);
              2. six shopd processes: in memory; --journal with --fsync always,
                 interval and never (4 MiB segments); and --fsync always with
@@ -820,7 +828,8 @@ Options parse(int argc, char** argv) {
   static const std::vector<std::string> known = {
       "echo",   "e2e",         "engine",        "isolation", "scale",
       "fanout", "churn",       "never-reading", "raw-tcp",   "slow-subscriber",
-      "curve",  "projections", "journal",       "replay",    "holds"};
+      "curve",  "projections", "journal",       "replay",    "holds",
+      "relay"};
   for (const auto& name : scenarios) {
     if (auto group = groups.find(name); group != groups.end()) {
       o.only.insert(group->second.begin(), group->second.end());
@@ -870,6 +879,7 @@ int main(int argc, char** argv) {
       runProjections({o.quick, o.connections, o.window, o.seconds()}, report);
     }
     if (o.runs("holds")) runHolds({o.quick, o.seconds()}, report);
+    if (o.runs("relay")) runRelay({o.quick, o.connections, o.window, o.seconds()}, report);
     if (o.runs("journal") || o.runs("replay")) {
       // 4 x 32, the configuration the durability targets are stated for.
       runDurability(
