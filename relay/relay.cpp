@@ -48,8 +48,16 @@ void Relay::serveControl() {
       logLine("relay", "the control socket failed: %s", e.what());
       return;
     }
+    // A request of several frames: the rest is read (REP must, before it
+    // answers) and the request refused.
+    bool multipart = control_.get(zmq::sockopt::rcvmore);
+    while (control_.get(zmq::sockopt::rcvmore)) {
+      zmq::message_t rest;
+      if (!control_.recv(rest, zmq::recv_flags::none)) break;
+    }
     json answer;
     try {
+      if (multipart) throw std::runtime_error("one frame per request");
       answer = handle(json::parse(request.to_string()));
     } catch (const std::exception& e) {
       answer = {{"error", std::string("bad request: ") + e.what()}};

@@ -6,11 +6,13 @@
 // Exit codes: 0 stopped by SIGINT/SIGTERM, 2 usage or a bad config (or
 // state files that do not read), 4 events lost to shopd's retention. An
 // unreachable shopd is logged and tried again.
+#include <pthread.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <thread>
 
 #include "core/log.h"
 #include "relay/relay.h"
@@ -52,10 +54,20 @@ int main(int argc, char** argv) {
     std::printf("%s: %zu destinations, good\n", configPath.c_str(), config.destinations.size());
     return 0;
   }
-  struct sigaction action {};
-  action.sa_handler = [](int) { stopRequested = true; };
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  // SIGINT and SIGTERM are blocked in every thread (the relay's threads
+  // inherit the mask) and taken by one that only waits for them: no socket
+  // call or HTTP attempt is ever cut short by EINTR.
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  std::thread signals([&stopSignals] {
+    int signo = 0;
+    sigwait(&stopSignals, &signo);
+    stopRequested = true;
+  });
+  signals.detach();  // lives until the process exits
   try {
     shop::relay::Relay relay(config);
     relay.run(stopRequested);

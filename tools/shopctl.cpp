@@ -631,7 +631,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shopctl: %s (see shopctl --help)\n", e.what());
     return kUsage;
   } catch (const zmq::error_t& e) {
-    std::fprintf(stderr, "shopctl: %s: %s\n", o.endpoint.c_str(), e.what());
+    std::fprintf(stderr, "shopctl: %s: %s\n",
+                 relay->parsed() ? o.relay.c_str() : o.endpoint.c_str(), e.what());
     return kUsage;
   }
 }
