@@ -25,6 +25,9 @@ constexpr size_t kDelaysKept = 4096;
 // loses nothing), and synced at most this often (a power loss may send again
 // what was delivered since).
 constexpr auto kSyncEvery = std::chrono::milliseconds(200);
+// How often the watchdog cuts an attempt past its deadline again, should
+// the first cut have come before the attempt had a socket to shut.
+constexpr auto kCutAgain = std::chrono::milliseconds(50);
 
 int64_t wallNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -62,6 +65,15 @@ void writeAtomically(const std::string& path, const std::string& text, bool sync
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     throw std::runtime_error("cannot rename " + tmp + ": " + std::strerror(errno));
   }
+  if (sync) {
+    // The rename itself is durable only once the directory is synced.
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    int dirFd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool synced = dirFd >= 0 && ::fsync(dirFd) == 0;
+    int e = errno;
+    if (dirFd >= 0) ::close(dirFd);
+    if (!synced) throw std::runtime_error("cannot sync " + dir + ": " + std::strerror(e));
+  }
 }
 
 json messageJson(const Message& m) {
@@ -70,6 +82,19 @@ json messageJson(const Message& m) {
           {"key", m.key()},
           {"kind", m.kind},
           {"event", json::parse(m.body, nullptr, false)}};
+}
+
+// One parked message as the parked file and the control socket show it.
+json parkedJson(const Parked& p) {
+  json j = messageJson(p.message);
+  j["attempts"] = p.attempts;
+  j["lastError"] = p.lastError;
+  j["parkedAtNs"] = p.parkedAtNs;
+  return j;
+}
+
+std::string parkedLine(const Parked& p) {
+  return parkedJson(p).dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 uint64_t parseServerId(const std::string& hex) {
@@ -98,9 +123,16 @@ std::string Message::key() const {
 }
 
 struct DestinationRunner::Connection {
+  std::mutex mutex;  // `http` between its worker (which replaces it) and the watchdog
   std::unique_ptr<httplib::Client> http;
   bool reused = false;  // the HTTP connection answered before
   std::optional<zmq::socket_t> socket;
+  // Under the runner's mutex_: when the HTTP attempt in progress must end
+  // (max(): none in progress), and whether the watchdog cut it.
+  Clock::time_point deadline = Clock::time_point::max();
+  bool cut = false;
+  // Counts HTTP attempts, so that a cut meant for one never reaches the next.
+  std::atomic<uint64_t> attempt{0};
 };
 
 DestinationRunner::DestinationRunner(Destination config, std::string stateDir)
@@ -135,7 +167,7 @@ DestinationRunner::DestinationRunner(Destination config, std::string stateDir)
         p.attempts = j.at("attempts").get<uint32_t>();
         p.lastError = j.at("lastError").get<std::string>();
         p.parkedAtNs = j.at("parkedAtNs").get<int64_t>();
-        parked_[p.message.seq] = std::move(p);
+        parked_[ParkedId{p.message.serverId, p.message.seq}] = std::move(p);
       } catch (const std::exception& e) {
         throw std::runtime_error(path(".parked") + " line " + std::to_string(lineNo) +
                                  " does not read (" + e.what() + ")");
@@ -150,6 +182,7 @@ DestinationRunner::DestinationRunner(Destination config, std::string stateDir)
   for (unsigned w = 0; w < config_.maxInFlight; ++w) {
     workers_.emplace_back([this, w] { work(w); });
   }
+  if (config_.kind == Destination::Kind::http) watchdog_ = std::thread([this] { watch(); });
 }
 
 DestinationRunner::~DestinationRunner() {
@@ -202,9 +235,9 @@ bool DestinationRunner::waitForRoom(std::chrono::milliseconds timeout) {
   }) && !stopping_;
 }
 
-void DestinationRunner::waitIdle() {
+bool DestinationRunner::waitIdle(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] {
+  return changed_.wait_for(lock, timeout, [&] {
     return stopping_ ||
            (queue_.empty() && inFlight_.empty() && redrives_.empty() && redriving_ == 0);
   });
@@ -255,7 +288,14 @@ bool DestinationRunner::deliver(unsigned worker, const Message& message) {
     lastError_ = a.detail;
     if (a.outcome == Attempt::Outcome::reject || n >= config_.retry.maxAttempts) {
       lock.unlock();
-      park(message, n, a.detail);
+      // Until the parked file takes it, the message stays in flight: the
+      // checkpoint never passes a message neither delivered nor parked.
+      while (!park(message, n, a.detail)) {
+        lock.lock();
+        auto again = std::chrono::milliseconds(config_.retry.maxMs);
+        if (changed_.wait_for(lock, again, [&] { return stopping_; })) return false;
+        lock.unlock();
+      }
       return true;
     }
     double delay = config_.retry.baseDelayMs(n) * (1.0 + config_.retry.jitter * spread(rng));
@@ -298,6 +338,7 @@ Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) 
   Connection& c = *connections_[worker];
   HttpTarget target = splitUrl(config_.url);
   if (!c.http) {
+    std::lock_guard connectionLock(c.mutex);
     c.http = std::make_unique<httplib::Client>(target.origin);
     auto timeout = std::chrono::milliseconds(config_.timeoutMs);
     c.http->set_connection_timeout(timeout);
@@ -314,9 +355,22 @@ Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) 
                               {"X-Shop-Seq", std::to_string(message.seq)},
                               {"X-Shop-Server", serverIdHex(message.serverId)}};
   auto sent = Clock::now();
+  {
+    // The whole attempt ends at its deadline: the watchdog sees to it.
+    std::lock_guard lock(mutex_);
+    if (stopping_) return {Attempt::Outcome::retry, "stopping"};
+    c.deadline = sent + std::chrono::milliseconds(config_.timeoutMs);
+    c.cut = false;
+    ++c.attempt;
+    watchChanged_.notify_all();
+  }
   auto res = c.http->Post(target.path, headers, message.body, "application/json");
   bool quick = Clock::now() - sent < std::chrono::milliseconds(config_.timeoutMs) / 2;
-  if (!res && c.reused && quick &&
+  auto wasCut = [&] {
+    std::lock_guard lock(mutex_);
+    return c.cut;
+  };
+  if (!res && c.reused && quick && !wasCut() &&
       (res.error() == httplib::Error::Read || res.error() == httplib::Error::Write)) {
     // The receiver closed the idle kept-alive connection: the request went
     // nowhere, or at worst arrived (the key makes that harmless). Once more
@@ -324,9 +378,20 @@ Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) 
     c.http->stop();
     res = c.http->Post(target.path, headers, message.body, "application/json");
   }
-  if (!res) {
+  bool cut = false;
+  {
+    std::lock_guard lock(mutex_);
+    c.deadline = Clock::time_point::max();
+    cut = c.cut;
+  }
+  if (!res || cut) {
+    std::lock_guard connectionLock(c.mutex);
     c.http.reset();  // a connection that failed is never reused
     c.reused = false;
+    if (cut) {
+      return {Attempt::Outcome::retry,
+              "http: no answer within " + std::to_string(config_.timeoutMs) + " ms"};
+    }
     return {Attempt::Outcome::retry, "http: " + httplib::to_string(res.error())};
   }
   c.reused = true;
@@ -377,9 +442,11 @@ void DestinationRunner::done(const Message& message) {
   std::lock_guard lock(mutex_);
   if (message.redrive) {
     --redriving_;
-    auto it = parked_.find(message.seq);
+    auto it = parked_.find(ParkedId{message.serverId, message.seq});
     if (it != parked_.end() && it->second.redriving) {  // delivered, not parked again
       parked_.erase(it);
+      // Should the file keep it, it is listed again after a restart, and a
+      // second re-drive sends it once more under the same key.
       writeParked();
     }
   } else {
@@ -408,68 +475,110 @@ void DestinationRunner::writeCheckpoint(const Checkpoint& checkpoint, bool sync)
   }
 }
 
-void DestinationRunner::park(const Message& message, uint32_t attempts, const std::string& why) {
+bool DestinationRunner::park(const Message& message, uint32_t attempts, const std::string& why) {
   std::lock_guard lock(mutex_);
+  ParkedId id{message.serverId, message.seq};
   Parked p{message, attempts, why, wallNs()};
   p.message.redrive = false;
   if (message.redrive) {  // parked again: the entry is updated in place
-    parked_[message.seq] = std::move(p);
-    writeParked();
+    Parked before = std::exchange(parked_[id], std::move(p));
+    if (!writeParked()) {
+      parked_[id] = std::move(before);
+      ++parkFailures_;
+      changed_.notify_all();
+      return false;
+    }
     logLine("relay", "%s: parked %s again after %u attempts: %s", config_.name.c_str(),
             message.key().c_str(), attempts, why.c_str());
-    return;
+    return true;
   }
-  json line = messageJson(p.message);
-  line["attempts"] = attempts;
-  line["lastError"] = why;
-  line["parkedAtNs"] = p.parkedAtNs;
   // Appended and synced before the checkpoint can pass it: a parked
   // message is never lost.
-  std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::string text = parkedLine(p);
   int fd = ::open(path(".parked").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   bool written = fd >= 0 &&
                  ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                  ::fdatasync(fd) == 0;
+  int e = errno;
   if (fd >= 0) ::close(fd);
   if (!written) {
-    logLine("relay", "%s: cannot append to %s: %s", config_.name.c_str(), path(".parked").c_str(),
-            std::strerror(errno));
+    ++parkFailures_;
+    changed_.notify_all();
+    logLine("relay",
+            "%s: cannot park %s in %s (%s); it stays in flight, and parking is tried "
+            "again in %lld ms",
+            config_.name.c_str(), message.key().c_str(), path(".parked").c_str(), std::strerror(e),
+            static_cast<long long>(config_.retry.maxMs));
+    return false;
   }
-  parked_[message.seq] = std::move(p);
+  parked_[id] = std::move(p);
   ++parkedCount_;
   logLine("relay", "%s: parked %s (%s) after %u attempts: %s", config_.name.c_str(),
           message.key().c_str(), message.kind.c_str(), attempts, why.c_str());
+  return true;
 }
 
-void DestinationRunner::writeParked() {
+bool DestinationRunner::writeParked() {
   std::string text;
-  for (const auto& [seq, p] : parked_) {
-    json line = messageJson(p.message);
-    line["attempts"] = p.attempts;
-    line["lastError"] = p.lastError;
-    line["parkedAtNs"] = p.parkedAtNs;
-    text += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-  }
+  for (const auto& [id, p] : parked_) text += parkedLine(p);
   try {
     writeAtomically(path(".parked"), text, true);
+    return true;
   } catch (const std::exception& e) {
     logLine("relay", "%s: %s", config_.name.c_str(), e.what());
+    return false;
   }
 }
 
-bool DestinationRunner::redrive(Seq seq) {
+std::string DestinationRunner::redrive(const std::string& id) {
   std::lock_guard lock(mutex_);
-  auto it = parked_.find(seq);
-  if (it == parked_.end() || it->second.redriving) return false;
+  auto found = parked_.end();
+  size_t dash = id.find('-');
+  if (dash != std::string::npos) {  // a key: server id '-' seq
+    try {
+      size_t used = 0;
+      Seq seq = std::stoull(id.substr(dash + 1), &used);
+      if (used != id.size() - dash - 1) throw std::invalid_argument("trailing characters");
+      found = parked_.find(ParkedId{parseServerId(id.substr(0, dash)), seq});
+    } catch (const std::exception&) {
+      throw std::runtime_error("'" + id + "' is neither a seq nor a key (SERVERID-SEQ)");
+    }
+    if (found == parked_.end()) throw std::runtime_error("no parked message with key " + id);
+  } else {
+    Seq seq = 0;
+    try {
+      size_t used = 0;
+      seq = std::stoull(id, &used);
+      if (used != id.size() || id.starts_with('-') || id.starts_with('+')) {
+        throw std::invalid_argument("trailing characters");
+      }
+    } catch (const std::exception&) {
+      throw std::runtime_error("'" + id + "' is neither a seq nor a key (SERVERID-SEQ)");
+    }
+    size_t matches = 0;
+    for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+      if (it->first.second == seq) {
+        found = it;
+        ++matches;
+      }
+    }
+    if (matches == 0) throw std::runtime_error("no parked message with seq " + id);
+    if (matches > 1) {
+      throw std::runtime_error("seq " + id + " is parked from " + std::to_string(matches) +
+                               " streams of shopd; name it by its key");
+    }
+  }
+  Parked& p = found->second;
+  if (p.redriving) throw std::runtime_error(p.message.key() + " is being sent again already");
   // It stays parked (on disk too) until it is delivered: a crash before
   // then loses nothing.
-  it->second.redriving = true;
-  Message m = it->second.message;
+  p.redriving = true;
+  Message m = p.message;
   m.redrive = true;
   logLine("relay", "%s: sending parked %s again", config_.name.c_str(), m.key().c_str());
-  redrives_.push_back(std::move(m));
+  redrives_.push_back(m);
   changed_.notify_all();
-  return true;
+  return m.key();
 }
 
 void DestinationRunner::stop() {
@@ -478,9 +587,11 @@ void DestinationRunner::stop() {
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
     changed_.notify_all();
+    watchChanged_.notify_all();
   }
   for (auto& t : workers_) t.join();
   workers_.clear();
+  if (watchdog_.joinable()) watchdog_.join();
   std::lock_guard lock(mutex_);
   if (queue_.empty() && inFlight_.empty()) checkpoint_ = seen_;
   if (checkpoint_.serverId != 0) writeCheckpoint(checkpoint_, true);
@@ -491,6 +602,45 @@ bool DestinationRunner::waitForAttempts(uint64_t n, std::chrono::milliseconds ti
   return changed_.wait_for(lock, timeout, [&] { return attempts_ >= n; });
 }
 
+bool DestinationRunner::waitForStatus(const std::function<bool(const json&)>& done,
+                                      std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return done(statusLocked()); });
+}
+
+void DestinationRunner::watch() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    auto now = Clock::now();
+    auto next = Clock::time_point::max();
+    bool inProgress = false;
+    std::vector<std::pair<Connection*, uint64_t>> cuts;
+    for (auto& c : connections_) {
+      if (c->deadline == Clock::time_point::max()) continue;
+      inProgress = true;
+      if (c->deadline <= now || (stopping_ && !c->cut)) {
+        c->cut = true;
+        c->deadline = now + kCutAgain;
+        cuts.emplace_back(c.get(), c->attempt.load());
+      }
+      next = std::min(next, c->deadline);
+    }
+    if (stopping_ && !inProgress) return;
+    if (cuts.empty()) {
+      watchChanged_.wait_until(lock, next);
+      continue;
+    }
+    // Not under mutex_: httplib's stop() waits while the attempt connects.
+    lock.unlock();
+    for (auto [c, attempt] : cuts) {
+      std::lock_guard connectionLock(c->mutex);
+      // The attempt's socket is shut, so its call returns.
+      if (c->http && c->attempt.load() == attempt) c->http->stop();
+    }
+    lock.lock();
+  }
+}
+
 std::vector<std::pair<uint32_t, double>> DestinationRunner::retryDelays() const {
   std::lock_guard lock(mutex_);
   return {delays_.begin(), delays_.end()};
@@ -498,6 +648,10 @@ std::vector<std::pair<uint32_t, double>> DestinationRunner::retryDelays() const 
 
 json DestinationRunner::status() const {
   std::lock_guard lock(mutex_);
+  return statusLocked();
+}
+
+json DestinationRunner::statusLocked() const {
   double rate = 0;
   if (!deliveredBySecond_.empty()) {
     auto [since, before] = deliveredBySecond_.front();
@@ -519,6 +673,7 @@ json DestinationRunner::status() const {
           {"retries", retries_},
           {"parked", parked_.size()},
           {"parkedTotal", parkedCount_},
+          {"parkFailures", parkFailures_},
           {"redriven", redriven_},
           {"lastError", lastError_}};
 }
@@ -526,13 +681,7 @@ json DestinationRunner::status() const {
 json DestinationRunner::parked() const {
   std::lock_guard lock(mutex_);
   json out = json::array();
-  for (const auto& [seq, p] : parked_) {
-    json m = messageJson(p.message);
-    m["attempts"] = p.attempts;
-    m["lastError"] = p.lastError;
-    m["parkedAtNs"] = p.parkedAtNs;
-    out.push_back(std::move(m));
-  }
+  for (const auto& [id, p] : parked_) out.push_back(parkedJson(p));
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +62,10 @@ struct Checkpoint {
   Seq seq = 0;
 };
 
+// A parked message is named by its stream and seq: after shopd restarts
+// without a journal, two streams can have parked the same seq.
+using ParkedId = std::pair<uint64_t, Seq>;  // (server id, seq)
+
 // A message that failed maxAttempts times (or was refused outright).
 struct Parked {
   Message message;
@@ -91,12 +97,15 @@ class DestinationRunner {
   void seen(uint64_t serverId, Seq seq);
   // Whether the queue has room; waits up to `timeout` for it.
   bool waitForRoom(std::chrono::milliseconds timeout);
-  // Waits until nothing is queued or in flight (or stop).
-  void waitIdle();
+  // Waits until nothing is queued or in flight (or stop); false when
+  // `timeout` passed first.
+  bool waitIdle(std::chrono::milliseconds timeout);
 
-  // Sends a parked message again (out of order: it was parked); false when
-  // no message with that seq is parked.
-  bool redrive(Seq seq);
+  // Sends a parked message again (out of order: it was parked). `id` is
+  // its key (server id '-' seq), or its seq alone when only one parked
+  // message has it. Returns the key; throws std::runtime_error when no
+  // parked message (or more than one) answers to `id`.
+  std::string redrive(const std::string& id);
   // Stops the workers: attempts in progress finish, retry waits end, and
   // the checkpoint is synced. Idempotent.
   void stop();
@@ -106,6 +115,10 @@ class DestinationRunner {
   // Waits until `n` attempts were made in all (test seam); false after
   // `timeout`.
   bool waitForAttempts(uint64_t n, std::chrono::milliseconds timeout);
+  // Waits until status() satisfies `done` (test seam), looking again at
+  // each change; false after `timeout`.
+  bool waitForStatus(const std::function<bool(const nlohmann::json&)>& done,
+                     std::chrono::milliseconds timeout);
   // Test seam and metrics: every delay scheduled before a retry, by the
   // attempt that failed (1-based), in ms, the most recent 4,096.
   std::vector<std::pair<uint32_t, double>> retryDelays() const;
@@ -120,9 +133,15 @@ class DestinationRunner {
   // Waits for the rate limit's next slot; false on stop.
   bool takeSlot();
   void done(const Message& message);
-  void park(const Message& message, uint32_t attempts, const std::string& why);
+  // Parks a message, durably; false (and said) when the parked file could
+  // not take it, and then the message must stay in flight.
+  bool park(const Message& message, uint32_t attempts, const std::string& why);
   void writeCheckpoint(const Checkpoint& checkpoint, bool sync);
-  void writeParked();
+  bool writeParked();
+  nlohmann::json statusLocked() const;
+  // Stops each HTTP attempt at its deadline, and every one at stop():
+  // httplib's timeouts bound each read and write, not the whole attempt.
+  void watch();
   std::string path(const char* suffix) const;
 
   Destination config_;
@@ -130,15 +149,16 @@ class DestinationRunner {
   std::optional<Checkpoint> initial_;
 
   mutable std::mutex mutex_;
-  std::condition_variable changed_;  // queue, in flight, stop
-  std::deque<Message> queue_;        // in seq order
+  std::condition_variable changed_;       // queue, in flight, stop
+  std::condition_variable watchChanged_;  // an attempt's deadline, stop
+  std::deque<Message> queue_;             // in seq order
   std::deque<Message> redrives_;
   std::set<Seq> inFlight_;
   size_t redriving_ = 0;   // redrives taken by workers
   Checkpoint seen_;        // every seq up to here was offered
   Checkpoint checkpoint_;  // written
   std::chrono::steady_clock::time_point lastSync_{};
-  std::map<Seq, Parked> parked_;
+  std::map<ParkedId, Parked> parked_;
   bool stopping_ = false;
 
   // Rate limit: the earliest time of the next attempt.
@@ -147,6 +167,7 @@ class DestinationRunner {
 
   // Counters (under mutex_).
   uint64_t delivered_ = 0, retries_ = 0, attempts_ = 0, parkedCount_ = 0, redriven_ = 0;
+  uint64_t parkFailures_ = 0;
   std::string lastError_;
   std::deque<std::pair<uint32_t, double>> delays_;
   std::deque<std::pair<int64_t, uint64_t>> deliveredBySecond_;  // (second, delivered_)
@@ -157,6 +178,7 @@ class DestinationRunner {
   std::unique_ptr<zmq::context_t> zmqContext_;            // zmq destinations
   std::vector<std::unique_ptr<Connection>> connections_;  // one per worker
   std::vector<std::thread> workers_;
+  std::thread watchdog_;
 };
 
 }  // namespace shop::relay

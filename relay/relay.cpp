@@ -99,46 +99,72 @@ json Relay::handle(const json& request) {
   if (request.contains("replay")) {
     DestinationRunner* d = find(request["replay"]);
     if (!d) return {{"error", "no destination named so"}};
-    Seq seq = request["replay"].at("seq").get<Seq>();
-    if (!d->redrive(seq)) return {{"error", "no parked message with seq " + std::to_string(seq)}};
-    return {{"replaying", seq}};
+    // A key (SERVERID-SEQ) or a seq, as a string or a number.
+    const json& id =
+        request["replay"].contains("id") ? request["replay"]["id"] : request["replay"].at("seq");
+    try {
+      return {{"replaying",
+               d->redrive(id.is_string() ? id.get<std::string>() : std::to_string(id.get<Seq>()))}};
+    } catch (const std::runtime_error& e) {
+      return {{"error", e.what()}};
+    }
   }
   return {{"error", "unknown request: status, parked or replay"}};
 }
 
 void Relay::run(const std::atomic<bool>& stop) {
-  // Start after the oldest checkpoint; a destination with none starts at
-  // the oldest event shopd retains.
   bus::SubscriberOptions options;
-  options.from = 1;
   options.client.timeoutMs = 2000;
   options.client.retries = 2;
-  // After the oldest checkpoint. A destination without one (new in the
-  // config) starts there too; with none at all, at the oldest event shopd
-  // retains.
+  // After the oldest checkpoint; a destination without one (new in the
+  // config) starts there too. With no checkpoint at all, or with checkpoints
+  // of different streams (shopd restarted without its journal while a
+  // destination's checkpoint still named the old one), from seq 1: each
+  // destination skips what it did (deliver, below).
   std::optional<Checkpoint> oldest;
+  bool oneStream = true;
   for (const auto& d : destinations_) {
     auto cp = d->initialCheckpoint();
-    if (cp && (!oldest || cp->seq < oldest->seq)) oldest = cp;
+    if (!cp) continue;
+    if (oldest && cp->serverId != oldest->serverId) oneStream = false;
+    if (!oldest || cp->seq < oldest->seq) oldest = cp;
   }
-  if (oldest) {
+  if (oldest && oneStream) {
     options.from = oldest->seq + 1;
     options.serverId = oldest->serverId;
   }
-  options.onReset = [this](const bus::StreamReset& reset) {
+  if (!oneStream) {
+    logLine("relay",
+            "the destinations' checkpoints name different streams of shopd: reading "
+            "from the oldest event, each destination skipping what it did");
+  }
+  options.onReset = [this, &stop](const bus::StreamReset& reset) {
     // shopd restarted without its journal: its seqs begin again. What was
     // queued from the old stream is delivered first, with its own keys.
     logLine("relay", "shopd's stream was reset (%s); following the new one from seq %llu",
             reset.reason.c_str(), static_cast<unsigned long long>(reset.from));
-    for (auto& d : destinations_) d->waitIdle();
+    for (auto& d : destinations_) {
+      while (!d->waitIdle(std::chrono::milliseconds(100))) {
+        if (stop.load()) throw Stopping{};
+      }
+    }
   };
   options.onSkipped = [](Seq seq, const std::string& why) {
     logLine("relay", "event %llu cannot be decoded (a newer shopd?), not delivered: %s",
             static_cast<unsigned long long>(seq), why.c_str());
   };
-  // A destination without a checkpoint starts at the oldest event shopd
-  // still has: seq 1 may have left its retention.
-  const bool fresh = !oldest;
+  // Whether starting at `oldest` (shopd's oldest retained event, when the
+  // start point has left its retention) loses nothing a destination's
+  // checkpoint on that stream still waits for. A destination without a
+  // checkpoint, or with one of another stream, starts at the oldest
+  // retained event: what is older cannot be had.
+  auto canStartAt = [&](Seq oldestRetained, uint64_t serverId) {
+    for (const auto& d : destinations_) {
+      auto cp = d->initialCheckpoint();
+      if (cp && cp->serverId == serverId && cp->seq + 1 < oldestRetained) return false;
+    }
+    return true;
+  };
   auto subscriber =
       std::make_unique<bus::CatchUpSubscriber>(context_, config_.events, config_.commands, options);
   capnp::JsonCodec codec;
@@ -185,10 +211,11 @@ void Relay::run(const std::atomic<bool>& stop) {
     } catch (const Stopping&) {
       break;
     } catch (const bus::TruncatedError& e) {
-      if (fresh && head_.load() == 0) {
+      if (head_.load() == 0 && canStartAt(e.oldest, subscriber->serverId())) {
         logLine("relay", "starting at seq %llu, the oldest shopd retains",
                 static_cast<unsigned long long>(e.oldest));
         options.from = e.oldest;
+        options.serverId = subscriber->serverId();
         subscriber = std::make_unique<bus::CatchUpSubscriber>(context_, config_.events,
                                                               config_.commands, options);
         continue;

@@ -407,7 +407,7 @@ int relayCall(const Options& o, const nlohmann::json& request, nlohmann::json& a
 
 struct RelayArgs {
   std::string destination;
-  uint64_t seq = 0;
+  std::string id;  // a parked message's seq, or its key
 };
 
 int runRelayStatus(const Options& o) {
@@ -457,10 +457,10 @@ int runRelayParked(const Options& o, const RelayArgs& r) {
 int runRelayReplay(const Options& o, const RelayArgs& r) {
   nlohmann::json answer;
   if (int code =
-          relayCall(o, {{"replay", {{"destination", r.destination}, {"seq", r.seq}}}}, answer)) {
+          relayCall(o, {{"replay", {{"destination", r.destination}, {"id", r.id}}}}, answer)) {
     return code;
   }
-  std::printf("sending seq %llu to %s again\n", static_cast<unsigned long long>(r.seq),
+  std::printf("sending %s to %s again\n", answer["replaying"].get<std::string>().c_str(),
               r.destination.c_str());
   return kAccepted;
 }
@@ -588,7 +588,11 @@ int main(int argc, char** argv) {
   auto* relayReplay =
       relay->add_subcommand("replay", "send a parked message again (it stays parked until then)");
   relayReplay->add_option("DESTINATION", r.destination)->required();
-  relayReplay->add_option("SEQ", r.seq, "the parked message's seq")->required();
+  relayReplay
+      ->add_option("ID", r.id,
+                   "the parked message's seq, or its key (SERVERID-SEQ) when the seq is parked "
+                   "from more than one stream")
+      ->required();
   std::string keyName;
   auto* keygen =
       command("keygen", "write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub");

@@ -14,6 +14,7 @@
 
 #include "bus/client.h"
 #include "relay/relay.h"
+#include "tests/relay/relay_fixture.h"
 #include "tests/relay/test_receiver.h"
 #include "tests/testkit/embedded_server.h"
 #include "tests/testkit/process.h"
@@ -24,75 +25,15 @@ using namespace std::chrono_literals;
 using shop::relay::Config;
 using shop::relay::Destination;
 using shop::relay::Relay;
+using shop::testkit::configFor;
+using shop::testkit::createCustomers;
 using shop::testkit::EmbeddedServer;
 using shop::testkit::Process;
+using shop::testkit::RelayThread;
+using shop::testkit::seqsOf;
+using shop::testkit::serverKeyPrefix;
 using shop::testkit::TempDir;
 using shop::testkit::TestReceiver;
-
-namespace {
-
-// Creates customers `prefix`0..n-1 and returns the seqs of their
-// CustomerCreated events.
-std::vector<Seq> createCustomers(EmbeddedServer& server, const std::string& prefix, int n) {
-  zmq::context_t context(1);
-  bus::Client client(context, server.commands());
-  std::vector<Seq> seqs;
-  for (int i = 0; i < n; ++i) {
-    auto r = client.call({CommandId::random(), CreateCustomer{prefix + std::to_string(i), 1}});
-    REQUIRE(r.ok());
-    seqs.push_back(r.reply->reply.event->seq);
-  }
-  return seqs;
-}
-
-Config configFor(EmbeddedServer& server, const TempDir& state, const TestReceiver& receiver) {
-  Config c;
-  c.commands = server.commands();
-  c.events = server.events();
-  c.control = "tcp://127.0.0.1:*";
-  c.stateDir = state.str();
-  Destination d;
-  d.name = "orders";
-  d.url = receiver.url();
-  d.events = {"customerCreated"};
-  d.timeoutMs = 2'000;
-  d.retry = {.initialMs = 20, .multiplier = 2, .maxMs = 1'000, .jitter = 0.5, .maxAttempts = 6};
-  c.destinations.push_back(d);
-  return c;
-}
-
-// A relay on its own thread, stopped (as by SIGTERM) when the test ends.
-struct RelayThread {
-  Relay relay;
-  std::atomic<bool> stop{false};
-  std::string error;
-  std::thread thread;
-  explicit RelayThread(Config config)
-      : relay(std::move(config)), thread([this] {
-          try {
-            relay.run(stop);
-          } catch (const std::exception& e) {
-            error = e.what();
-          }
-        }) {}
-  ~RelayThread() {
-    stop = true;
-    thread.join();
-  }
-  relay::DestinationRunner& orders() { return relay.destination(0); }
-};
-
-std::vector<Seq> seqsOf(const std::vector<TestReceiver::Delivery>& deliveries) {
-  std::vector<Seq> out;
-  for (const auto& d : deliveries) out.push_back(d.seq);
-  return out;
-}
-
-std::string serverKeyPrefix(EmbeddedServer& server) {
-  return serverIdHex(server.withEngine([](Engine& e) { return e.serverId(); })) + "-";
-}
-
-}  // namespace
 
 TEST_CASE("relay: each selected event arrives once, keyed, in seq order, and nothing else") {
   EmbeddedServer server;
@@ -108,7 +49,7 @@ TEST_CASE("relay: each selected event arrives once, keyed, in seq order, and not
   wanted.insert(wanted.end(), more.begin(), more.end());
 
   REQUIRE(receiver.waitForKeys(wanted.size()));
-  relay.orders().waitIdle();
+  REQUIRE(relay.orders().waitIdle(30s));
   auto deliveries = receiver.deliveries();
   CHECK(seqsOf(deliveries) == wanted);  // each once, in seq order
   std::string prefix = serverKeyPrefix(server);
@@ -120,7 +61,7 @@ TEST_CASE("relay: each selected event arrives once, keyed, in seq order, and not
   nlohmann::json status = relay.relay.handle({{"status", nlohmann::json::object()}});
   CHECK(status["destinations"][0]["delivered"] == wanted.size());
   CHECK(status["destinations"][0]["parked"] == 0);
-  CHECK(relay.error.empty());
+  CHECK(relay.error().empty());
 }
 
 TEST_CASE("relay: a receiver down for a while gets everything once it is up") {
@@ -194,7 +135,7 @@ TEST_CASE("relay: a slow receiver past the timeout gets the message again, same 
   std::vector<Seq> wanted = createCustomers(server, "c", 4);
   // Each key twice: the retry, and the first try's late success.
   REQUIRE(receiver.waitForDeliveries(2 * wanted.size()));
-  relay.orders().waitIdle();
+  REQUIRE(relay.orders().waitIdle(30s));
   auto deliveries = receiver.deliveries();
   std::map<std::string, int> byKey;
   for (const auto& d : deliveries) ++byKey[d.key];
@@ -223,7 +164,7 @@ TEST_CASE("relay: a poison message parks after maxAttempts, the rest goes on, re
   std::vector<Seq> fine = before;
   fine.insert(fine.end(), after.begin(), after.end());
   CHECK(seqsOf(receiver.deliveries()) == fine);
-  relay.orders().waitIdle();
+  REQUIRE(relay.orders().waitIdle(30s));
   nlohmann::json parked = relay.relay.handle({{"parked", {{"destination", "orders"}}}});
   REQUIRE(parked["parked"].size() == 1);
   CHECK(parked["parked"][0]["seq"] == poison[0]);
@@ -250,7 +191,7 @@ TEST_CASE("relay: a poison message parks after maxAttempts, the rest goes on, re
   CHECK(shopctl({"relay", "replay", "orders", std::to_string(poison[0])}) == 0);
   REQUIRE(receiver.waitForKeys(5));
   CHECK(receiver.deliveries().back().seq == poison[0]);
-  relay.orders().waitIdle();
+  REQUIRE(relay.orders().waitIdle(30s));
   CHECK(relay.relay.handle({{"parked", {{"destination", "orders"}}}})["parked"].empty());
 }
 

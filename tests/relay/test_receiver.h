@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -60,11 +61,16 @@ class TestReceiver {
       Answer answer;
       {
         std::lock_guard lock(mutex_);
+        maxConcurrent_ = std::max(maxConcurrent_, ++concurrent_);
         int attempt = ++attempts_[key];
         answer = behaviour_ ? behaviour_(key, attempt, req.body) : Answer{};
       }
       if (answer.delay.count() > 0) std::this_thread::sleep_for(answer.delay);  // a slow receiver
       res.status = answer.status;
+      {
+        std::lock_guard lock(mutex_);
+        --concurrent_;
+      }
       if (answer.status >= 200 && answer.status < 300) {
         std::lock_guard lock(mutex_);
         deliveries_.push_back(Delivery{key, std::stoull(req.get_header_value("X-Shop-Seq")),
@@ -101,6 +107,11 @@ class TestReceiver {
   size_t distinct() const {
     std::lock_guard lock(mutex_);
     return distinctLocked();
+  }
+  // The most requests it was ever answering at once.
+  int maxConcurrent() const {
+    std::lock_guard lock(mutex_);
+    return maxConcurrent_;
   }
   int attemptsOf(const std::string& key) const {
     std::lock_guard lock(mutex_);
@@ -139,6 +150,7 @@ class TestReceiver {
   Behaviour behaviour_;
   std::map<std::string, int> attempts_;
   std::vector<Delivery> deliveries_;
+  int concurrent_ = 0, maxConcurrent_ = 0;
 };
 
 }  // namespace shop::testkit
