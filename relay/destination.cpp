@@ -39,6 +39,16 @@ int64_t coarseSecond() {
   return std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
 }
 
+// Syncs a directory: what was created or renamed in it outlives a power loss.
+bool syncDirectory(const std::string& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool synced = fd >= 0 && ::fsync(fd) == 0;
+  int e = errno;
+  if (fd >= 0) ::close(fd);
+  errno = e;
+  return synced;
+}
+
 // Writes `text` to `path` atomically: a temporary file, optionally synced,
 // renamed over the old one.
 void writeAtomically(const std::string& path, const std::string& text, bool sync) {
@@ -65,14 +75,10 @@ void writeAtomically(const std::string& path, const std::string& text, bool sync
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     throw std::runtime_error("cannot rename " + tmp + ": " + std::strerror(errno));
   }
-  if (sync) {
-    // The rename itself is durable only once the directory is synced.
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    int dirFd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    bool synced = dirFd >= 0 && ::fsync(dirFd) == 0;
-    int e = errno;
-    if (dirFd >= 0) ::close(dirFd);
-    if (!synced) throw std::runtime_error("cannot sync " + dir + ": " + std::strerror(e));
+  // The rename itself is durable only once the directory is synced.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (sync && !syncDirectory(dir)) {
+    throw std::runtime_error("cannot sync " + dir + ": " + std::strerror(errno));
   }
 }
 
@@ -224,6 +230,7 @@ void DestinationRunner::seen(uint64_t serverId, Seq seq) {
     if (Clock::now() - lastSync_ >= kSyncEvery) {
       checkpoint_ = seen_;
       writeCheckpoint(checkpoint_, true);
+      changed_.notify_all();
     }
   }
 }
@@ -275,6 +282,8 @@ bool DestinationRunner::deliver(unsigned worker, const Message& message) {
     std::unique_lock lock(mutex_);
     ++attempts_;
     changed_.notify_all();
+    // Cut short by a stop: not done, so sent again after a restart.
+    if (a.outcome != Attempt::Outcome::delivered && stopping_) return false;
     if (a.outcome == Attempt::Outcome::delivered) {
       ++delivered_;
       if (message.redrive) ++redriven_;
@@ -356,14 +365,33 @@ Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) 
                               {"X-Shop-Server", serverIdHex(message.serverId)}};
   auto sent = Clock::now();
   {
+    // Under the connection's mutex, as the watchdog compares it there.
+    std::lock_guard connectionLock(c.mutex);
+    ++c.attempt;
+  }
+  {
     // The whole attempt ends at its deadline: the watchdog sees to it.
     std::lock_guard lock(mutex_);
     if (stopping_) return {Attempt::Outcome::retry, "stopping"};
     c.deadline = sent + std::chrono::milliseconds(config_.timeoutMs);
     c.cut = false;
-    ++c.attempt;
     watchChanged_.notify_all();
   }
+  // However the attempt ends, even by an exception, the watchdog is told.
+  struct EndOfAttempt {
+    DestinationRunner& runner;
+    Connection& c;
+    bool ended = false;
+    bool cut = false;
+    void end() {
+      if (ended) return;
+      ended = true;
+      std::lock_guard lock(runner.mutex_);
+      c.deadline = Clock::time_point::max();
+      cut = c.cut;
+    }
+    ~EndOfAttempt() { end(); }
+  } endOfAttempt{*this, c};
   auto res = c.http->Post(target.path, headers, message.body, "application/json");
   bool quick = Clock::now() - sent < std::chrono::milliseconds(config_.timeoutMs) / 2;
   auto wasCut = [&] {
@@ -378,23 +406,23 @@ Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) 
     c.http->stop();
     res = c.http->Post(target.path, headers, message.body, "application/json");
   }
-  bool cut = false;
-  {
-    std::lock_guard lock(mutex_);
-    c.deadline = Clock::time_point::max();
-    cut = c.cut;
-  }
+  endOfAttempt.end();
+  bool cut = endOfAttempt.cut;
   if (!res || cut) {
+    // A connection that failed, or was cut, is never reused.
     std::lock_guard connectionLock(c.mutex);
-    c.http.reset();  // a connection that failed is never reused
+    c.http.reset();
     c.reused = false;
+  }
+  if (!res) {
     if (cut) {
       return {Attempt::Outcome::retry,
               "http: no answer within " + std::to_string(config_.timeoutMs) + " ms"};
     }
     return {Attempt::Outcome::retry, "http: " + httplib::to_string(res.error())};
   }
-  c.reused = true;
+  // An answer that came in before the cut stands.
+  c.reused = !cut;
   int status = res->status;
   if (status >= 200 && status < 300) return {Attempt::Outcome::delivered, {}};
   std::string detail = "http status " + std::to_string(status);
@@ -495,12 +523,28 @@ bool DestinationRunner::park(const Message& message, uint32_t attempts, const st
   // Appended and synced before the checkpoint can pass it: a parked
   // message is never lost.
   std::string text = parkedLine(p);
-  int fd = ::open(path(".parked").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  bool written = fd >= 0 &&
-                 ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                 ::fdatasync(fd) == 0;
+  std::string file = path(".parked");
+  bool created = !std::filesystem::exists(file);
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  off_t end = fd >= 0 ? ::lseek(fd, 0, SEEK_END) : -1;
+  bool written = end >= 0;
+  for (size_t at = 0; written && at < text.size();) {
+    ssize_t n = ::write(fd, text.data() + at, text.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) written = false;
+    if (n > 0) at += static_cast<size_t>(n);
+  }
+  written = written && ::fdatasync(fd) == 0;
   int e = errno;
+  // Half a line (a full disk) would make the file unreadable at the next
+  // start: it is cut back to where it ended.
+  if (!written && end >= 0) (void)::ftruncate(fd, end);
   if (fd >= 0) ::close(fd);
+  // A file just made is there after a power loss only once its directory is synced.
+  if (written && created && !syncDirectory(stateDir_)) {
+    written = false;
+    e = errno;
+  }
   if (!written) {
     ++parkFailures_;
     changed_.notify_all();

@@ -106,8 +106,9 @@ class DestinationRunner {
   // message has it. Returns the key; throws std::runtime_error when no
   // parked message (or more than one) answers to `id`.
   std::string redrive(const std::string& id);
-  // Stops the workers: attempts in progress finish, retry waits end, and
-  // the checkpoint is synced. Idempotent.
+  // Stops the workers: HTTP attempts in progress are cut (ZeroMQ ones end
+  // by their timeout), retry waits end, and the checkpoint is synced.
+  // Idempotent.
   void stop();
 
   nlohmann::json status() const;
@@ -116,7 +117,8 @@ class DestinationRunner {
   // `timeout`.
   bool waitForAttempts(uint64_t n, std::chrono::milliseconds timeout);
   // Waits until status() satisfies `done` (test seam), looking again at
-  // each change; false after `timeout`.
+  // each change of the queue, the messages in flight, the counters or the
+  // checkpoint (not at each seq merely seen); false after `timeout`.
   bool waitForStatus(const std::function<bool(const nlohmann::json&)>& done,
                      std::chrono::milliseconds timeout);
   // Test seam and metrics: every delay scheduled before a retry, by the

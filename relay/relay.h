@@ -47,7 +47,8 @@ class Relay {
   size_t destinations() const { return destinations_.size(); }
 
   // What the control socket answers: {"status":{}}, {"parked":{"destination":
-  // NAME}}, {"replay":{"destination": NAME, "seq": N}}.
+  // NAME}}, {"replay":{"destination": NAME, "id": SEQ or KEY}} ("seq": N is
+  // taken too).
   nlohmann::json handle(const nlohmann::json& request);
 
  private:

@@ -460,7 +460,10 @@ int runRelayReplay(const Options& o, const RelayArgs& r) {
           relayCall(o, {{"replay", {{"destination", r.destination}, {"id", r.id}}}}, answer)) {
     return code;
   }
-  std::printf("sending %s to %s again\n", answer["replaying"].get<std::string>().c_str(),
+  // A key; an older relay answers with the seq.
+  const auto& what = answer["replaying"];
+  std::printf("sending %s to %s again\n",
+              what.is_string() ? what.get<std::string>().c_str() : what.dump().c_str(),
               r.destination.c_str());
   return kAccepted;
 }

@@ -220,7 +220,8 @@ TEST_CASE("relay over ZeroMQ: keyed frames, ok delivers, reject parks, silence i
   relay::Config config = configFor(server, state, unused);
   config.destinations[0].kind = Destination::Kind::zmq;
   config.destinations[0].url = receiver.endpoint();
-  config.destinations[0].timeoutMs = 300;  // the silent first tries
+  // What the silent first tries wait; far above any answer's time.
+  config.destinations[0].timeoutMs = 1'000;
   RelayThread relay(config);
 
   std::vector<Seq> wanted = before;
