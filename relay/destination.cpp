@@ -4,9 +4,11 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -375,7 +377,7 @@ Attempt DestinationRunner::attemptHttp(unsigned worker, const Message& message) 
     if (stopping_) return {Attempt::Outcome::retry, "stopping"};
     c.deadline = sent + std::chrono::milliseconds(config_.timeoutMs);
     c.cut = false;
-    watchChanged_.notify_all();
+    if (c.deadline < watchSleepsUntil_) watchChanged_.notify_all();
   }
   // However the attempt ends, even by an exception, the watchdog is told.
   struct EndOfAttempt {
@@ -574,31 +576,46 @@ bool DestinationRunner::writeParked() {
   }
 }
 
+namespace {
+
+// A seq as written in a parked message's id: digits only (no sign, no
+// spaces), or nothing.
+std::optional<Seq> parseSeq(const std::string& text) {
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  try {
+    return std::stoull(text);
+  } catch (const std::out_of_range&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
 std::string DestinationRunner::redrive(const std::string& id) {
   std::lock_guard lock(mutex_);
+  auto notAnId = [&] {
+    return std::runtime_error("'" + id + "' is neither a seq nor a key (SERVERID-SEQ)");
+  };
   auto found = parked_.end();
   size_t dash = id.find('-');
   if (dash != std::string::npos) {  // a key: server id '-' seq
+    auto seq = parseSeq(id.substr(dash + 1));
+    if (!seq) throw notAnId();
+    uint64_t serverId = 0;
     try {
-      size_t used = 0;
-      Seq seq = std::stoull(id.substr(dash + 1), &used);
-      if (used != id.size() - dash - 1) throw std::invalid_argument("trailing characters");
-      found = parked_.find(ParkedId{parseServerId(id.substr(0, dash)), seq});
+      serverId = parseServerId(id.substr(0, dash));
     } catch (const std::exception&) {
-      throw std::runtime_error("'" + id + "' is neither a seq nor a key (SERVERID-SEQ)");
+      throw notAnId();
     }
+    found = parked_.find(ParkedId{serverId, *seq});
     if (found == parked_.end()) throw std::runtime_error("no parked message with key " + id);
   } else {
-    Seq seq = 0;
-    try {
-      size_t used = 0;
-      seq = std::stoull(id, &used);
-      if (used != id.size() || id.starts_with('-') || id.starts_with('+')) {
-        throw std::invalid_argument("trailing characters");
-      }
-    } catch (const std::exception&) {
-      throw std::runtime_error("'" + id + "' is neither a seq nor a key (SERVERID-SEQ)");
-    }
+    auto parsed = parseSeq(id);
+    if (!parsed) throw notAnId();
+    Seq seq = *parsed;
     size_t matches = 0;
     for (auto it = parked_.begin(); it != parked_.end(); ++it) {
       if (it->first.second == seq) {
@@ -671,7 +688,9 @@ void DestinationRunner::watch() {
     }
     if (stopping_ && !inProgress) return;
     if (cuts.empty()) {
+      watchSleepsUntil_ = next;
       watchChanged_.wait_until(lock, next);
+      watchSleepsUntil_ = Clock::time_point::min();
       continue;
     }
     // Not under mutex_: httplib's stop() waits while the attempt connects.

@@ -152,8 +152,12 @@ class DestinationRunner {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;       // queue, in flight, stop
-  std::condition_variable watchChanged_;  // an attempt's deadline, stop
-  std::deque<Message> queue_;             // in seq order
+  std::condition_variable watchChanged_;  // an earlier deadline, stop
+  // Until when the watchdog sleeps (min(): it is awake and will look at
+  // every deadline): a new deadline wakes it only when it is earlier.
+  std::chrono::steady_clock::time_point watchSleepsUntil_ =
+      std::chrono::steady_clock::time_point::min();
+  std::deque<Message> queue_;  // in seq order
   std::deque<Message> redrives_;
   std::set<Seq> inFlight_;
   size_t redriving_ = 0;   // redrives taken by workers

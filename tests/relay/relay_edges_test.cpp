@@ -375,8 +375,12 @@ TEST_CASE("relay: parked messages outlive a restart, and are re-driven by seq or
   };
   CHECK(replay(std::to_string(poison[0]))["error"].get<std::string>().find(
             "is parked from 2 streams of shopd; name it by its key") != std::string::npos);
-  CHECK(replay("x1")["error"].get<std::string>().find("is neither a seq nor a key") !=
-        std::string::npos);
+  for (std::string bad : {"x1", "+5", "-5", "0123456789abcdef--5", "0123456789abcdef-", "zz-5",
+                          "99999999999999999999999"}) {
+    CAPTURE(bad);
+    CHECK(replay(bad)["error"].get<std::string>().find("is neither a seq nor a key") !=
+          std::string::npos);
+  }
   CHECK(replay("0123456789abcdef-99999")["error"].get<std::string>().find(
             "no parked message with key") != std::string::npos);
   cured = true;
