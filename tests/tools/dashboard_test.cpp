@@ -11,82 +11,15 @@
 
 #include "bus/client.h"
 #include "projections/runner.h"
-#include "tests/testkit/embedded_server.h"
+#include "tests/tools/dashboard_fixture.h"
 #include "tools/dashboard/http.h"
 #include "tools/dashboard/views.h"
 
 using namespace shop;
 using nlohmann::json;
+using shop::testkit::cmd;
+using shop::testkit::Dashboard;
 using shop::testkit::EmbeddedServer;
-
-namespace {
-
-Command cmd(CommandBody body) {
-  return Command{CommandId::random(), std::move(body)};
-}
-
-// A server, the runner following it, and the HTTP front on a free port.
-struct Dashboard {
-  EmbeddedServer server;
-  projections::ProjectionRunner runner;
-  dashboard::HttpFront front;
-  int port;
-  std::thread serving;
-  httplib::Client http;
-
-  Dashboard()
-      : runner([this] {
-          projections::RunnerConfig config;
-          config.commandsEndpoint = server.commands();
-          config.eventsEndpoint = server.events();
-          config.summarize = dashboard::summaryJson;
-          return config;
-        }()),
-        front(runner, {.port = 0}),
-        port(front.bind()),
-        serving([this] { front.serve(); }),
-        http("127.0.0.1", port) {
-    runner.start();
-    http.set_read_timeout(10, 0);
-  }
-  ~Dashboard() {
-    front.stop();
-    serving.join();
-    runner.stop();
-  }
-
-  // The models have applied the server's head.
-  void caughtUp() {
-    bus::Client client(server.context(), server.commands());
-    auto head = client.call(cmd(ReadEvents{UINT64_MAX, 1}));
-    REQUIRE(head.ok());
-    Seq seq = head.reply->reply.page.headSeq;
-    uint64_t version = 0;
-    for (int waits = 0;; ++waits) {
-      Seq applied = runner
-                        .query([](projections::ReadModels&, const projections::Health& h) {
-                          return h.appliedSeq;
-                        })
-                        .get();
-      if (applied >= seq) return;
-      REQUIRE(waits < 100);
-      version = runner.waitSummary(version, std::chrono::milliseconds(1000)).version;
-    }
-  }
-
-  // GET, checking that the body is strict UTF-8 JSON whatever the status.
-  std::pair<int, json> get(const std::string& path) {
-    auto res = http.Get(path);
-    REQUIRE(res);
-    INFO(path << " -> " << res->status << " " << res->body);
-    CHECK(res->get_header_value("Content-Type").starts_with("application/json"));
-    json body;
-    REQUIRE_NOTHROW(body = json::parse(res->body));  // throws on invalid UTF-8
-    return {res->status, body};
-  }
-};
-
-}  // namespace
 
 TEST_CASE("dashboard API: customers, products, rejections and health match what was done") {
   Dashboard d;

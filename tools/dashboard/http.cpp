@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "core/log.h"
+#include "tools/dashboard/relay_watch.h"
 #include "tools/dashboard/views.h"
 
 namespace shop::dashboard {
@@ -67,8 +68,12 @@ bool validUtf8(std::string_view s) {
 
 }  // namespace
 
-HttpFront::HttpFront(projections::ProjectionRunner& runner, HttpConfig config)
-    : runner_(runner), config_(std::move(config)), server_(std::make_unique<httplib::Server>()) {
+HttpFront::HttpFront(projections::ProjectionRunner& runner, HttpConfig config,
+                     const RelayWatch* relays)
+    : runner_(runner),
+      config_(std::move(config)),
+      relays_(relays),
+      server_(std::make_unique<httplib::Server>()) {
   // Each open /events stream holds a worker; the default pool (8) would let
   // a few tabs starve the API.
   int workers = config_.maxStreams + 16;
@@ -228,6 +233,11 @@ void HttpFront::routes() {
           });
         }));
 
+  s.Get("/api/relay", guarded([this](const httplib::Request& req, httplib::Response& res) {
+          onlyParams(req, {});
+          sendJson(res, 200, dump(relays_ ? relays_->snapshot() : json{{"relays", json::array()}}));
+        }));
+
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     auto future =
         runner_.query([](ReadModels& m, const Health& h) { return dashboard::metricsText(m, h); });
@@ -237,7 +247,9 @@ void HttpFront::routes() {
       res.set_content("the read models are busy\n", "text/plain");
       return;
     }
-    res.set_content(future.get(), "text/plain; version=0.0.4; charset=utf-8");
+    std::string text = future.get();
+    if (relays_) text += relays_->metricsText();
+    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
 
   s.Get("/events", [this](const httplib::Request&, httplib::Response& res) {

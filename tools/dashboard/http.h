@@ -14,6 +14,8 @@ class Server;
 
 namespace shop::dashboard {
 
+class RelayWatch;
+
 struct HttpConfig {
   std::string host = "127.0.0.1";
   int port = 8080;            // 0: any free port (see bind())
@@ -25,7 +27,10 @@ struct HttpConfig {
 // only through runner.query() and runner.waitSummary().
 class HttpFront {
  public:
-  HttpFront(projections::ProjectionRunner& runner, HttpConfig config);
+  // `relays`, when given, answers GET /api/relay and adds to /metrics; it
+  // must outlive the front.
+  HttpFront(projections::ProjectionRunner& runner, HttpConfig config,
+            const RelayWatch* relays = nullptr);
   ~HttpFront();
   HttpFront(const HttpFront&) = delete;
   HttpFront& operator=(const HttpFront&) = delete;
@@ -42,6 +47,7 @@ class HttpFront {
 
   projections::ProjectionRunner& runner_;
   HttpConfig config_;
+  const RelayWatch* relays_;
   std::unique_ptr<httplib::Server> server_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> streams_{0};

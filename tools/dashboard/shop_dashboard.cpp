@@ -8,12 +8,16 @@
 #include <chrono>
 #include <cstdio>
 #include <thread>
+#include <vector>
+
+#include <zmq.hpp>
 
 #include "bus/client.h"
 #include "core/log.h"
 #include "projections/runner.h"
 #include "tools/cli.h"
 #include "tools/dashboard/http.h"
+#include "tools/dashboard/relay_watch.h"
 #include "tools/dashboard/views.h"
 
 namespace {
@@ -52,6 +56,7 @@ int main(int argc, char** argv) {
   unsigned activeHours = 24;
   unsigned gateMinutes = 5;
   std::string curveServerKey, curveClientKey;
+  std::vector<std::string> relays;
   app.add_option("--commands", commands, "shopd's command endpoint (ROUTER)")
       ->capture_default_str();
   app.add_option("--events", events, "shopd's event endpoint (PUB)")->capture_default_str();
@@ -71,6 +76,24 @@ int main(int argc, char** argv) {
   app.add_option("--curve-client-key", curveClientKey,
                  "this client's key pair (NAME.key), listed by shopd")
       ->check(CLI::ExistingFile);
+  app.add_option("--relay", relays,
+                 "a shop-relay's control socket, for the Delivery table and metrics "
+                 "(once per relay)")
+      ->type_name("ENDPOINT")
+      ->check(
+          [](const std::string& endpoint) -> std::string {
+            // What ZeroMQ itself would refuse, refused at the start.
+            zmq::context_t context(1);
+            zmq::socket_t socket(context, zmq::socket_type::req);
+            socket.set(zmq::sockopt::linger, 0);
+            try {
+              socket.connect(endpoint);
+            } catch (const zmq::error_t& e) {
+              return "'" + endpoint + "' is not a ZeroMQ endpoint: " + e.what();
+            }
+            return "";
+          },
+          "ENDPOINT");
   std::pair<std::string, int> address;
   try {
     app.parse(argc, argv);
@@ -109,7 +132,9 @@ int main(int argc, char** argv) {
   }
 
   shop::projections::ProjectionRunner runner(config);
-  shop::dashboard::HttpFront front(runner, {.host = address.first, .port = address.second});
+  shop::dashboard::RelayWatch relayWatch({.endpoints = relays});
+  shop::dashboard::HttpFront front(runner, {.host = address.first, .port = address.second},
+                                   &relayWatch);
   int port;
   try {
     port = front.bind();
@@ -118,6 +143,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   runner.start();
+  relayWatch.start();
+  for (const auto& r : relays)
+    shop::logLine("shop-dashboard", "asking shop-relay at %s", r.c_str());
   shop::logLine("shop-dashboard", "serving http://%s:%d/ for shopd at %s (events %s)",
                 address.first.c_str(), port, commands.c_str(), events.c_str());
   std::thread server([&front] { front.serve(); });
@@ -128,6 +156,7 @@ int main(int argc, char** argv) {
   shop::logLine("shop-dashboard", "stopping");
   front.stop();
   server.join();
+  relayWatch.stop();
   runner.stop();
   ::close(signalFd);
   shop::logLine("shop-dashboard", "stopped");
