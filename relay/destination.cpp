@@ -227,13 +227,13 @@ void DestinationRunner::seen(uint64_t serverId, Seq seq) {
   seen_ = Checkpoint{serverId, seq};
   if (queue_.empty() && inFlight_.empty() &&
       (checkpoint_.seq != seq || checkpoint_.serverId != serverId)) {
-    // Nothing of ours before it: the checkpoint moves with what was seen.
-    // Written lazily: at most once a sync period while idle, and at stop.
-    if (Clock::now() - lastSync_ >= kSyncEvery) {
-      checkpoint_ = seen_;
-      writeCheckpoint(checkpoint_, true);
-      changed_.notify_all();
-    }
+    // Nothing of ours before it: the checkpoint moves with what was seen,
+    // at once (the status shows no lag). The file follows lazily: at most
+    // once a sync period while idle, at the next delivery, and at stop. A
+    // file left behind costs only a second look at events not selected.
+    checkpoint_ = seen_;
+    if (Clock::now() - lastSync_ >= kSyncEvery) writeCheckpoint(checkpoint_, true);
+    changed_.notify_all();
   }
 }
 

@@ -1,7 +1,8 @@
 // The relay's less travelled paths: a ZeroMQ destination, several messages
 // in flight, a parked file that cannot be written, checkpoints of different
 // streams, parked messages across a restart, a receiver that trickles its
-// answer, and events that left shopd's retention. Real sockets throughout;
+// answer, events that left shopd's retention, and an idle checkpoint that
+// moves past events not selected. Real sockets throughout;
 // each wait is on a delivery or a state the relay reports.
 #include <doctest/doctest.h>
 
@@ -447,4 +448,28 @@ TEST_CASE("relay: events gone from shopd's retention stop the relay, naming the 
           std::vector<Seq>(std::find(wanted.begin(), wanted.end(), got.front()), wanted.end()));
     CHECK(relay.error().empty());
   }
+}
+
+TEST_CASE("relay: events it does not select move an idle destination's checkpoint at once") {
+  EmbeddedServer server;
+  TestReceiver receiver;
+  receiver.up();
+  TempDir state;
+  RelayThread relay(configFor(server, state, receiver));
+  auto created = createCustomers(server, "c", 3);
+  REQUIRE(receiver.waitForKeys(3));
+  // Deposits right after the deliveries, inside one checkpoint sync period,
+  // and nothing after them: the destination is idle, nothing of it is left.
+  zmq::context_t context(1);
+  bus::Client client(context, server.commands());
+  Seq last = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = client.call({CommandId::random(), Deposit{"c0", 1}});
+    REQUIRE(r.ok());
+    last = r.reply->reply.event->seq;
+  }
+  REQUIRE(last > created.back());
+  CHECK(relay.orders().waitForStatus(
+      [&](const json& s) { return s["checkpoint"] == last && s["lag"] == 0; }, 20s));
+  CHECK(receiver.deliveries().size() == 3);
 }

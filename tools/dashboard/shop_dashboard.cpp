@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
             }
             return "";
           },
-          "ENDPOINT");
+          "");
   std::pair<std::string, int> address;
   try {
     app.parse(argc, argv);

@@ -2,11 +2,14 @@
 // a live shopd driven by shopctl: the tables show the right customers and
 // balances, the chart's data moves, a customer named like markup renders as
 // text, and the status flips to down when shopd stops and back to up, with
-// the new server's state, when it restarts.
+// the new server's state, when it restarts. A shop-relay delivers to a
+// receiver here (one destination takes everything, one refuses, so it
+// parks), and the Delivery table shows both, then the relay down.
 //
-//   node dashboard_browser.mjs --shopd PATH --shopctl PATH --dashboard PATH --out DIR
+//   node dashboard_browser.mjs --shopd PATH --shopctl PATH --dashboard PATH --relay PATH --out DIR
 import { spawn, execFile } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -19,7 +22,7 @@ const args = Object.fromEntries(
     return pairs;
   }, []),
 );
-for (const need of ["shopd", "shopctl", "dashboard", "out"]) {
+for (const need of ["shopd", "shopctl", "dashboard", "relay", "out"]) {
   if (!args[need]) throw new Error(`--${need} is required`);
 }
 const run = promisify(execFile);
@@ -115,14 +118,60 @@ async function waitForRows(page, what, expected, absent = []) {
   }
 }
 
+// A downstream system on loopback: /orders takes every delivery, /refuse
+// answers 400 (which the relay parks at once). Resolves with its port.
+function startReceiver(delivered) {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      if (req.url === "/orders") delivered.add(req.headers["idempotency-key"]);
+      res.writeHead(req.url === "/orders" ? 200 : 400).end();
+    });
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+// In the page: the Delivery table's row for `dest` as {data-col: text}
+// (null when there is none), or, given `expected`, whether it shows that.
+function deliveryCells([dest, expected]) {
+  const row = document.querySelector(`#delivery-table tr[data-destination="${dest}"]`);
+  const cells = row && Object.fromEntries([...row.querySelectorAll("td[data-col]")].map((c) => [c.dataset.col, c.textContent]));
+  if (!expected) return cells;
+  return !!cells && Object.entries(expected).every(([k, v]) => cells[k] === v);
+}
+
+async function waitForDelivery(page, destination, expected) {
+  try {
+    await page.waitForFunction(deliveryCells, [destination, expected], { timeout: WAIT });
+  } catch (e) {
+    const shown = await page.evaluate(deliveryCells, [destination, null]);
+    throw new Error(`timed out waiting for ${destination} to show ${JSON.stringify(expected)}; it shows ${JSON.stringify(shown)}`);
+  }
+}
+
 async function main() {
   commands = `tcp://127.0.0.1:${await freePort()}`;
   events = `tcp://127.0.0.1:${await freePort()}`;
   mkdirSync(args.out, { recursive: true });
   let shopd = (await startShopd()).child;
+
+  const delivered = new Set();
+  const receiver = await startReceiver(delivered);
+  const receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
+  const relayDir = mkdtempSync(path.join(os.tmpdir(), "shop-relay-"));
+  const control = `tcp://127.0.0.1:${await freePort()}`;
+  writeFileSync(path.join(relayDir, "relay.json"), JSON.stringify({
+    commands, events, control, stateDir: path.join(relayDir, "state"),
+    destinations: [
+      { name: "pos", url: `${receiverUrl}/orders`, events: ["customerCreated"] },
+      { name: "audit", url: `${receiverUrl}/refuse`, events: ["fundsDeposited"] },
+    ],
+  }));
+  const relay = (await start(args.relay, ["--config", path.join(relayDir, "relay.json")], "control on")).child;
+
   const dashboard = await start(
     args.dashboard,
-    ["--commands", commands, "--events", events, "--http", "127.0.0.1:0"],
+    ["--commands", commands, "--events", events, "--http", "127.0.0.1:0", "--relay", control],
     "serving http://",
   );
   const url = dashboard.line.match(/serving (http:\/\/[^ ]+)/)[1];
@@ -174,7 +223,18 @@ async function main() {
       { timeout: WAIT },
     );
     await waitForRows(page, "bob at 55.00", { bob: "55.00" });
+
+    step("the Delivery table: three customers delivered, the refused deposits parked");
+    await waitForDelivery(page, "pos", { delivered: "3", parked: "0", lag: "0", inFlight: "0", lastError: "—" });
+    await waitForDelivery(page, "audit", { delivered: "0", parked: "6", lastError: "http status 400" });
+    if (delivered.size !== 3) problems.push(`the receiver took ${delivered.size} deliveries, not 3`);
     await page.screenshot({ path: path.join(args.out, "dashboard.png") });
+
+    step("the relay stops: its row says down");
+    await stop(relay);
+    await page.waitForSelector(`#delivery-table tr[data-state="down"][data-relay="${control}"]`, { timeout: WAIT });
+    const why = await page.$eval('#delivery-table tr[data-state="down"] td[data-col="error"]', (c) => c.textContent);
+    if (!why.startsWith("DOWN: no answer within")) problems.push(`the down relay's row says '${why}'`);
 
     step("shopd stops: the status says down");
     await stop(shopd);
@@ -189,6 +249,8 @@ async function main() {
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
+    receiver.close();
+    rmSync(relayDir, { recursive: true, force: true });
   }
   if (problems.length) throw new Error(problems.join("\n"));
   step("ok");
