@@ -164,6 +164,7 @@ class DestinationRunner {
   Checkpoint seen_;        // every seq up to here was offered
   Checkpoint checkpoint_;  // written
   std::chrono::steady_clock::time_point lastSync_{};
+  int checkpointFd_ = -1;  // the checkpoint file, overwritten in place
   std::map<ParkedId, Parked> parked_;
   bool stopping_ = false;
 
