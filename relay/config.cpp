@@ -227,6 +227,19 @@ Config parseConfig(const std::string& text) {
   checkEndpoint("control", c.control);
   c.stateDir = f.text("stateDir", c.stateDir);
   if (c.stateDir.empty()) fail("stateDir", "must not be empty");
+  c.curveServerKey = f.text("curveServerKey", "");
+  c.curveClientKey = f.text("curveClientKey", "");
+  if (c.curveServerKey.empty() != c.curveClientKey.empty()) {
+    fail(c.curveServerKey.empty() ? "curveServerKey" : "curveClientKey",
+         "is missing: CURVE takes both curveServerKey and curveClientKey");
+  }
+  if (!c.curveServerKey.empty()) {
+    try {
+      c.curve = bus::ClientCurve::fromFiles(c.curveServerKey, c.curveClientKey);
+    } catch (const std::exception& e) {
+      fail("curveServerKey, curveClientKey", e.what());
+    }
+  }
   const json* destinations = f.find("destinations");
   if (!destinations) fail("destinations", "is missing (a list of destinations)");
   if (!destinations->is_array() || destinations->empty()) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "bus/access.h"
+
 namespace shop::relay {
 
 // A field that is missing, of the wrong type or out of range; what() names
@@ -48,6 +50,11 @@ struct Config {
   std::string events = "tcp://127.0.0.1:5556";    // shopd's event socket
   std::string control = "tcp://127.0.0.1:5570";   // shop-relay's own: status, parked, replay
   std::string stateDir = "relay-state";           // checkpoints and parked messages
+  // CURVE to shopd (both sockets): shopd's public key file and the relay's
+  // key pair file, both or neither. `curve` is what they hold, read with the
+  // config.
+  std::string curveServerKey, curveClientKey;
+  bus::ClientCurve curve;
   std::vector<Destination> destinations;
 };
 

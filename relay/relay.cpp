@@ -116,6 +116,7 @@ void Relay::run(const std::atomic<bool>& stop) {
   bus::SubscriberOptions options;
   options.client.timeoutMs = 2000;
   options.client.retries = 2;
+  options.client.curve = config_.curve;
   // After the oldest checkpoint; a destination without one (new in the
   // config) starts there too. With no checkpoint at all, or with checkpoints
   // of different streams (shopd restarted without its journal while a
@@ -169,9 +170,9 @@ void Relay::run(const std::atomic<bool>& stop) {
       std::make_unique<bus::CatchUpSubscriber>(context_, config_.events, config_.commands, options);
   capnp::JsonCodec codec;
   codec.handleByAnnotation<wire::Event>();
-  logLine("relay", "following %s from seq %llu for %zu destinations; control on %s",
+  logLine("relay", "following %s from seq %llu for %zu destinations%s; control on %s",
           config_.events.c_str(), static_cast<unsigned long long>(options.from),
-          destinations_.size(), controlEndpoint_.c_str());
+          destinations_.size(), config_.curve.on() ? " over CURVE" : "", controlEndpoint_.c_str());
 
   auto deliver = [&](Event&& event) {
     uint64_t serverId = subscriber->serverId();

@@ -1,7 +1,9 @@
 // The relay's config: what is accepted, and every bad field named.
 #include <doctest/doctest.h>
 
+#include "bus/access.h"
 #include "relay/config.h"
+#include "tests/testkit/temp_dir.h"
 
 using namespace shop::relay;
 
@@ -85,4 +87,34 @@ TEST_CASE("a bad config names the field") {
         "destinations[1].name: 'pos' is used twice");
   CHECK(errorOf(R"({"events": "nope", "destinations": [{)" + ok + "}]}")
             .starts_with("events: 'nope' is not a ZeroMQ endpoint"));
+}
+
+TEST_CASE("CURVE keys in a config: both or neither, and files that read as keys") {
+  shop::testkit::TempDir dir;
+  std::string base = dir.str() + "/";
+  shop::bus::writeKeyFiles(base + "server", shop::bus::generateKeyPair());
+  shop::bus::writeKeyFiles(base + "relay", shop::bus::generateKeyPair());
+  auto with = [](const std::string& fields) {
+    return R"({)" + fields +
+           R"(, "destinations": [{"name": "pos", "url": "http://h/x", "events": ["productBought"]}]})";
+  };
+  Config c = parseConfig(with(R"("curveServerKey": ")" + base +
+                              R"(server.pub", "curveClientKey": ")" + base + R"(relay.key")"));
+  CHECK(c.curve.on());
+  CHECK(c.curve.serverPublicKey == shop::bus::readKeyFile(base + "server.pub").publicKey);
+  CHECK(c.curve.keys.publicKey == shop::bus::readKeyFile(base + "relay.key").publicKey);
+  CHECK_FALSE(parseConfig(with(R"("stateDir": "s")")).curve.on());
+
+  CHECK(errorOf(with(R"("curveServerKey": ")" + base + R"(server.pub")")) ==
+        "curveClientKey: is missing: CURVE takes both curveServerKey and curveClientKey");
+  CHECK(errorOf(with(R"("curveClientKey": ")" + base + R"(relay.key")")) ==
+        "curveServerKey: is missing: CURVE takes both curveServerKey and curveClientKey");
+  std::string missing = errorOf(with(R"("curveServerKey": ")" + base +
+                                     R"(nope.pub", "curveClientKey": ")" + base + R"(relay.key")"));
+  CHECK(missing.starts_with("curveServerKey, curveClientKey: "));
+  CHECK(missing.find("nope.pub") != std::string::npos);
+  // A public key where the pair (with its secret) is needed.
+  CHECK(errorOf(with(R"("curveServerKey": ")" + base + R"(server.pub", "curveClientKey": ")" +
+                     base + R"(relay.pub")"))
+            .starts_with("curveServerKey, curveClientKey: "));
 }

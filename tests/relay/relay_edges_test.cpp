@@ -1,9 +1,9 @@
 // The relay's less travelled paths: a ZeroMQ destination, several messages
 // in flight, a parked file that cannot be written, checkpoints of different
 // streams, parked messages across a restart, a receiver that trickles its
-// answer, events that left shopd's retention, and an idle checkpoint that
-// moves past events not selected. Real sockets throughout;
-// each wait is on a delivery or a state the relay reports.
+// answer, events that left shopd's retention, an idle checkpoint that moves
+// past events not selected, and a shopd with CURVE on. Real sockets
+// throughout; each wait is on a delivery or a state the relay reports.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 
+#include "bus/access.h"
 #include "tests/relay/relay_fixture.h"
 #include "tests/relay/test_receiver.h"
 #include "tests/testkit/embedded_server.h"
@@ -483,4 +484,39 @@ TEST_CASE("relay: events it does not select move an idle destination's checkpoin
   CHECK(text.size() == 64);
   CHECK(text.back() == '\n');
   CHECK(json::parse(text) == json{{"serverId", serverIdHex(serverIdOf(server))}, {"seq", last}});
+}
+
+TEST_CASE("relay: it follows a shopd that has CURVE on, with a listed key") {
+  TempDir keys;
+  std::string base = keys.str() + "/";
+  bus::writeKeyFiles(base + "server", bus::generateKeyPair());
+  bus::writeKeyFiles(base + "relay", bus::generateKeyPair());
+  bus::writeKeyFiles(base + "writer", bus::generateKeyPair());
+  std::ofstream(base + "clients") << bus::readKeyFile(base + "relay.pub").publicKey << " relay\n"
+                                  << bus::readKeyFile(base + "writer.pub").publicKey << " writer\n";
+  EmbeddedServer server(EmbeddedServer::defaultConfig(), EmbeddedServer::defaultEngineConfig(),
+                        bus::AccessConfig{.secretKeyFile = base + "server.key",
+                                          .authorizedKeysFile = base + "clients"});
+  TestReceiver receiver;
+  receiver.up();
+  TempDir state;
+  relay::Config config = configFor(server, state, receiver);
+  config.curveServerKey = base + "server.pub";
+  config.curveClientKey = base + "relay.key";
+  config.curve = bus::ClientCurve::fromFiles(config.curveServerKey, config.curveClientKey);
+  RelayThread relay(config);
+
+  zmq::context_t context(1);
+  bus::Client writer(context, server.commands(),
+                     bus::ClientOptions{.curve = bus::ClientCurve::fromFiles(base + "server.pub",
+                                                                             base + "writer.key")});
+  std::vector<Seq> created;
+  for (int i = 0; i < 3; ++i) {
+    auto r = writer.call({CommandId::random(), CreateCustomer{"k" + std::to_string(i), 1}});
+    REQUIRE(r.ok());
+    created.push_back(r.reply->reply.event->seq);
+  }
+  REQUIRE(receiver.waitForKeys(3));
+  CHECK(seqsOf(receiver.deliveries()) == created);
+  CHECK(relay.error() == "");
 }
