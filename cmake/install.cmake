@@ -1,9 +1,10 @@
 # The CMake package: find_package(shop CONFIG) gives shop::client (Client,
-# CatchUpSubscriber, codec, domain values) and shop::testkit
-# (EmbeddedServer, EventProbe, EngineHarness), and the layers below them.
+# CatchUpSubscriber, codec, domain values), shop::testkit (EmbeddedServer,
+# EventProbe, EngineHarness) and shop::relay (the delivery relay), and the
+# layers below them.
 include(CMakePackageConfigHelpers)
 
-install(TARGETS shop_schemas shop_core shop_bus shop_client shop_testkit
+install(TARGETS shop_schemas shop_core shop_bus shop_client shop_testkit shop_relay
         EXPORT shopTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
