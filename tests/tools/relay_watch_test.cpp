@@ -260,6 +260,11 @@ TEST_CASE("relay watch: every field of a status answer is checked") {
   kept = dashboard::readRelayStatus(extra.dump());
   CHECK_FALSE(kept["destinations"][0].contains("secret"));
   CHECK(kept["head"] == 0);
+
+  json token = good;
+  token["destinations"][0]["url"] = "http://hooks.example:8080/in?token=s3cret&x=1";
+  CHECK(dashboard::readRelayStatus(token.dump())["destinations"][0]["url"] ==
+        "http://hooks.example:8080/in?…");
 }
 
 TEST_CASE("relay watch: without relays, /api/relay is an empty list") {

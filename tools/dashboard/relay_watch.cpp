@@ -89,6 +89,9 @@ json readRelayStatus(const std::string& text) {
       throw NotAStatus(where + ".deliveredPerSecond is missing or not a number");
     }
     kept["deliveredPerSecond"] = d["deliveredPerSecond"];
+    // A webhook's query often carries its secret: the page shows the rest.
+    std::string url = kept["url"].get<std::string>();
+    if (size_t q = url.find('?'); q != std::string::npos) kept["url"] = url.substr(0, q) + "?…";
     out["destinations"].push_back(std::move(kept));
   }
   return out;

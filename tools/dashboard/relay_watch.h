@@ -23,7 +23,8 @@ struct RelayWatchConfig {
 
 // Keeps what the page and the metrics show of a relay's status answer,
 // checking every field's type: the answer crossed a socket from another
-// process. Throws std::runtime_error saying what is wrong.
+// process. A URL's query is cut (it may hold a token). Throws
+// std::runtime_error saying what is wrong.
 nlohmann::json readRelayStatus(const std::string& text);
 
 class RelayWatch {
