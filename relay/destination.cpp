@@ -27,9 +27,10 @@ constexpr size_t kDelaysKept = 4096;
 // nothing), and synced at most this often (a power loss may send again what
 // was delivered since).
 constexpr auto kSyncEvery = std::chrono::milliseconds(200);
-// The checkpoint file is one JSON object padded with spaces to this width,
-// overwritten in place: one pwrite per move. (A temporary file renamed over
-// it cost more than the delivery itself.) A process crash cannot tear a
+// The checkpoint file is one JSON object padded with spaces to this width.
+// It is replaced whole (a temporary file renamed over it) at the first write
+// of a run, then overwritten in place: one pwrite per move. (A rename per
+// move cost more than the delivery itself.) A process crash cannot tear a
 // write this small, and it sits inside one disk sector.
 constexpr size_t kCheckpointBytes = 64;
 // How often the watchdog cuts an attempt past its deadline again, should
@@ -505,21 +506,27 @@ void DestinationRunner::writeCheckpoint(const Checkpoint& checkpoint, bool sync)
   text.resize(kCheckpointBytes - 1, ' ');
   text += '\n';
   std::string file = path(".checkpoint");
-  auto fail = [&](const char* what) {
-    int e = errno;
-    ::close(checkpointFd_);
-    checkpointFd_ = -1;
-    throw std::runtime_error(std::string("cannot ") + what + " " + file + ": " + std::strerror(e));
-  };
   try {
-    bool opened = false;
     if (checkpointFd_ < 0) {
-      checkpointFd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      // The first write of a run replaces the file whole (a temporary file,
+      // synced, renamed, the directory synced), whatever an older relay or
+      // a crash left there: a file this code created is never empty, and
+      // always this record's width. Later writes overwrite it in place.
+      writeAtomically(file, text, true);
+      lastSync_ = Clock::now();
+      checkpointFd_ = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
       if (checkpointFd_ < 0) {
         throw std::runtime_error("cannot open " + file + ": " + std::strerror(errno));
       }
-      opened = true;
+      return;
     }
+    auto fail = [&](const char* what) {
+      int e = errno;
+      ::close(checkpointFd_);
+      checkpointFd_ = -1;  // the next write starts over with a whole file
+      throw std::runtime_error(std::string("cannot ") + what + " " + file + ": " +
+                               std::strerror(e));
+    };
     ssize_t n;
     do {
       n = ::pwrite(checkpointFd_, text.data(), text.size(), 0);
@@ -528,18 +535,8 @@ void DestinationRunner::writeCheckpoint(const Checkpoint& checkpoint, bool sync)
       if (n >= 0) errno = EIO;
       fail("write");
     }
-    if (opened) {
-      // A file written before with another width (an older relay's) ends
-      // with the record; the first write after opening, the file itself and
-      // its directory entry are synced, so a power loss never leaves it empty.
-      if (::ftruncate(checkpointFd_, kCheckpointBytes) != 0) fail("truncate");
-      sync = true;
-    }
     if (sync) {
       if (::fdatasync(checkpointFd_) != 0) fail("sync");
-      if (opened && !syncDirectory(stateDir_)) {
-        throw std::runtime_error("cannot sync " + stateDir_ + ": " + std::strerror(errno));
-      }
       lastSync_ = Clock::now();
     }
   } catch (const std::exception& e) {

@@ -162,7 +162,7 @@ class DestinationRunner {
   std::set<Seq> inFlight_;
   size_t redriving_ = 0;   // redrives taken by workers
   Checkpoint seen_;        // every seq up to here was offered
-  Checkpoint checkpoint_;  // written
+  Checkpoint checkpoint_;  // done up to here; the file may lag while idle (seen())
   std::chrono::steady_clock::time_point lastSync_{};
   int checkpointFd_ = -1;  // the checkpoint file, overwritten in place
   std::map<ParkedId, Parked> parked_;

@@ -20,6 +20,7 @@ for f in bin/shopd bin/shopctl bin/shop-dashboard bin/shop-bench bin/shop-echo \
   include/shop/testkit/embedded_server.h include/shop/testkit/event_probe.h \
   include/shop/relay/relay.h include/shop/relay/config.h bin/shop-relay \
   lib/cmake/shop/shopConfig.cmake lib/cmake/shop/shopTargets.cmake \
+  lib/cmake/shop/shopRelayTargets.cmake \
   share/shop/shop.capnp share/shop/catalog/default.json; do
   [ -e "$prefix/$f" ] || { echo "install_consumer: $f is not installed" >&2; exit 1; }
 done

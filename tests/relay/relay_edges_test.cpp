@@ -457,9 +457,9 @@ TEST_CASE("relay: events it does not select move an idle destination's checkpoin
   receiver.up();
   TempDir state;
   std::string file = state.str() + "/orders.checkpoint";
-  // A checkpoint as an older relay could leave it: wider than the record
-  // written now. It is read, and then overwritten whole.
-  std::ofstream(file) << checkpointText(serverIdOf(server), 0) << std::string(100, ' ') << "\n";
+  // A checkpoint as an older relay left it: narrower than the record
+  // written now. It is read, and then replaced whole.
+  std::ofstream(file) << checkpointText(serverIdOf(server), 0);
   auto relay = std::make_unique<RelayThread>(configFor(server, state, receiver));
   auto created = createCustomers(server, "c", 3);
   REQUIRE(receiver.waitForKeys(3));

@@ -368,6 +368,10 @@ TEST_CASE("a typo gets a suggestion, in every tool") {
   CHECK(err.find("did you mean '--http'?") != std::string::npos);
   CHECK(Process::run({SHOP_DASHBOARD_PATH, "--relay", "127.0.0.1:5570"}, nullptr, &err) == 2);
   CHECK(err.find("--relay: '127.0.0.1:5570' is not a ZeroMQ endpoint") != std::string::npos);
+  CHECK(Process::run({SHOP_DASHBOARD_PATH, "--relay", "tcp://127.0.0.1:5570", "--relay",
+                      "tcp://127.0.0.1:5570"},
+                     nullptr, &err) == 2);
+  CHECK(err.find("--relay: 'tcp://127.0.0.1:5570' is given twice") != std::string::npos);
   CHECK(Process::run({SHOP_ECHO_PATH, "--hopp"}, nullptr, &err) == 2);
   CHECK(err.find("did you mean '--hop'?") != std::string::npos);
   CHECK(Process::run({SHOP_BENCH_PATH, "--scenarios", "jurnal"}, nullptr, &err) == 2);

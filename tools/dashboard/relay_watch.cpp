@@ -168,21 +168,33 @@ void RelayWatch::run() {
                       std::chrono::milliseconds(1));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
-        throw;
+        for (size_t i : which) {
+          errors[i] = std::string("cannot wait for its answer: ") + e.what();
+          waiting[i] = false;
+          sockets[i].reset();
+        }
+        break;
       }
       for (size_t k = 0; k < items.size(); ++k) {
         if (!(items[k].revents & ZMQ_POLLIN)) continue;
         size_t i = which[k];
         waiting[i] = false;
-        zmq::message_t answer;
-        (void)sockets[i]->recv(answer, zmq::recv_flags::dontwait);
         try {
-          if (sockets[i]->get(zmq::sockopt::rcvmore))
+          zmq::message_t answer;
+          if (!sockets[i]->recv(answer, zmq::recv_flags::dontwait)) {
+            waiting[i] = true;  // readable, yet nothing there: wait on
+            continue;
+          }
+          if (sockets[i]->get(zmq::sockopt::rcvmore)) {
             throw NotAStatus("it answered in several frames");
+          }
           answers[i] = readRelayStatus(answer.to_string());
         } catch (const NotAStatus& e) {
           errors[i] = std::string("not a relay's status: ") + e.what();
           sockets[i].reset();  // the rest of its frames with it
+        } catch (const zmq::error_t& e) {
+          errors[i] = std::string("cannot read its answer: ") + e.what();
+          sockets[i].reset();
         }
       }
     }

@@ -101,6 +101,15 @@ int main(int argc, char** argv) {
     if (curveServerKey.empty() != curveClientKey.empty()) {
       throw CLI::ValidationError("CURVE needs both --curve-server-key and --curve-client-key");
     }
+    for (size_t i = 0; i < relays.size(); ++i) {
+      // Twice the same relay would be two rows, and two series with the
+      // same labels in /metrics.
+      for (size_t j = 0; j < i; ++j) {
+        if (relays[i] == relays[j]) {
+          throw CLI::ValidationError("--relay", "'" + relays[i] + "' is given twice");
+        }
+      }
+    }
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     if (e.get_exit_code() == 0) return code;
