@@ -240,7 +240,9 @@ void DestinationRunner::seen(uint64_t serverId, Seq seq) {
     // file left behind costs only a second look at events not selected.
     checkpoint_ = seen_;
     if (Clock::now() - lastSync_ >= kSyncEvery) writeCheckpoint(checkpoint_, true);
-    changed_.notify_all();
+    // Only a status waiter cares; the idle workers would wake for nothing,
+    // once per event not selected.
+    if (statusWaiters_ > 0) changed_.notify_all();
   }
 }
 
@@ -707,7 +709,10 @@ bool DestinationRunner::waitForAttempts(uint64_t n, std::chrono::milliseconds ti
 bool DestinationRunner::waitForStatus(const std::function<bool(const json&)>& done,
                                       std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  return changed_.wait_for(lock, timeout, [&] { return done(statusLocked()); });
+  ++statusWaiters_;
+  bool met = changed_.wait_for(lock, timeout, [&] { return done(statusLocked()); });
+  --statusWaiters_;
+  return met;
 }
 
 void DestinationRunner::watch() {

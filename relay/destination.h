@@ -164,7 +164,8 @@ class DestinationRunner {
   Checkpoint seen_;        // every seq up to here was offered
   Checkpoint checkpoint_;  // done up to here; the file may lag while idle (seen())
   std::chrono::steady_clock::time_point lastSync_{};
-  int checkpointFd_ = -1;  // the checkpoint file, overwritten in place
+  int checkpointFd_ = -1;     // the checkpoint file, overwritten in place
+  size_t statusWaiters_ = 0;  // in waitForStatus()
   std::map<ParkedId, Parked> parked_;
   bool stopping_ = false;
 
